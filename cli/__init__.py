@@ -1,0 +1,1 @@
+"""The ``handprep`` command line (a thin Typer layer over the ``handprep`` library)."""

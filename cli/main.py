@@ -1,0 +1,184 @@
+"""handprep command line: parses options, calls the library, prints results. No logic of its own."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    help="Hand-wrist radiographs → hand-masked, contrast-normalised, uniformly sized datasets "
+         "(and the models that make and use them).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_FAILED_IMAGES, EXIT_BAD_CONFIG, EXIT_LOCKED, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+def _fail(message: str, code: int = EXIT_BAD_CONFIG) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _load(pipeline: Path, **overrides):
+    from handprep.pipeline.config import ConfigError, load_config
+
+    try:
+        return load_config(pipeline, **overrides)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _print_summary(summary, show_failed: int = 20) -> None:
+    counts = summary.counts
+    total = counts["ok"] + counts["dropped"] + counts["failed"]
+    typer.echo(f"{total} images in {summary.seconds:.1f} s: {counts['ok']} ok, {counts['dropped']} dropped, "
+               f"{counts['failed']} failed ({counts['cached']} from cache) → {summary.output}")
+    problems = [r for r in summary.rows if r["status"] != "ok"]
+    for row in sorted(problems, key=lambda r: r["id"])[:show_failed]:
+        colour = typer.colors.YELLOW if row["status"] == "dropped" else typer.colors.RED
+        typer.secho(f"  {row['status']:8s} {row['path']}: {row['reason']}", fg=colour)
+    if len(problems) > show_failed:
+        typer.echo(f"  … and {len(problems) - show_failed} more: see {summary.output / 'manifest.csv'}")
+    if summary.dataset and summary.dataset.get("packed"):
+        d = summary.dataset
+        typer.echo(f"dataset: {d['packed']}×{'×'.join(map(str, d['shape']))} {d['dtype']} → "
+                   f"{summary.output / 'dataset' / 'images.npy'} (+ index.csv)")
+    for message in summary.messages:
+        typer.secho(f"note: {message}", fg=typer.colors.YELLOW)
+
+
+def _run(config) -> None:
+    from handprep.pipeline.labels import LabelsError
+    from handprep.pipeline.lock import OutputLockedError
+    from handprep.pipeline.runner import run_pipeline
+
+    try:
+        summary = run_pipeline(config)
+    except LabelsError as exc:
+        _fail(str(exc))
+    except OutputLockedError as exc:
+        _fail(str(exc), EXIT_LOCKED)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    _print_summary(summary)
+    if summary.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def run(
+    pipeline: Path = typer.Argument(..., help="Pipeline YAML (e.g. pipelines.yaml).", exists=True, dir_okay=False),
+    input: Optional[str] = typer.Option(None, "--input", "-i", help="Folder or glob of radiographs (overrides input.images)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output folder (overrides output)."),
+    masks: Optional[Path] = typer.Option(None, help="Folder of hand masks named by image stem (overrides input.masks)."),
+    labels: Optional[Path] = typer.Option(None, help="Labels CSV id,boneage,male (overrides input.labels)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=0, help="Parallel workers; 0 = all cores (overrides workers)."),
+    backend: Optional[str] = typer.Option(None, help="loky | threading | sequential | dask (overrides backend)."),
+    scheduler: Optional[str] = typer.Option(None, help="dask.distributed scheduler address, e.g. tcp://host:8786 (implies --backend dask)."),
+) -> None:
+    """Run the preprocessing chain over a folder into a cached dataset.
+
+    Writes OUTPUT/images/*.png, masks/*.png, manifest.csv (one row per image: status ok/dropped/failed
+    and the reason), run.json (resolved config, versions, seed) and dataset/images.npy + index.csv.
+    Re-running reuses the cache; an interrupted run resumes. Exit code 0 when no image failed,
+    1 when some failed, 2 for an invalid config, 3 when another run holds the output folder.
+    """
+    config = _load(pipeline, images=input, output=output, masks=masks, labels=labels, workers=workers,
+                   backend="dask" if scheduler and not backend else backend, scheduler=scheduler)
+    _run(config)
+
+
+@app.command()
+def check(pipeline: Path = typer.Argument(..., help="Pipeline YAML to validate.", exists=True, dir_okay=False)) -> None:
+    """Validate a pipeline YAML (stages, parameters, paths, labels) without reading any image."""
+    from handprep.pipeline.labels import LabelsError, read_labels
+
+    config = _load(pipeline)
+    if config.input.labels:
+        try:
+            read_labels(config.input.labels)
+        except LabelsError as exc:
+            _fail(str(exc))
+    typer.echo(f"{pipeline}: valid — {len(config.stages)} stages: " + " → ".join(s.name for s in config.stages))
+
+
+@app.command()
+def stages() -> None:
+    """List every stage with its parameters (type, range, default) and what it does."""
+    from handprep.stages import REGISTRY
+
+    for stage in sorted(REGISTRY.values(), key=lambda s: s.name):
+        typer.secho(f"{stage.name}  [{stage.kind}{', needs a mask' if stage.needs_mask else ''}]", bold=True)
+        typer.echo(f"    {stage.doc}")
+        for param in stage.params.values():
+            typer.echo(f"    - {param.describe()}")
+
+
+@app.command()
+def inspect(
+    pipeline: Path = typer.Argument(..., help="Pipeline YAML.", exists=True, dir_okay=False),
+    out: Path = typer.Option(..., "--out", help="Contact sheet PNG to write."),
+    input: Optional[str] = typer.Option(None, "--input", "-i", help="Folder or glob of radiographs (overrides input.images)."),
+    masks: Optional[Path] = typer.Option(None, help="Mask folder (overrides input.masks)."),
+    n: int = typer.Option(4, min=1, max=50, help="Number of images, spread over the input."),
+    ids: Optional[list[str]] = typer.Option(None, "--id", help="Image id (file stem) to show; repeat for several."),
+    cell_px: int = typer.Option(256, min=64, max=1024, help="Size of each cell in pixels."),
+) -> None:
+    """Write a contact sheet: each image's input and every stage's result side by side."""
+    from handprep.inspect import contact_sheet, pick_cases
+    from handprep.io import write_png
+
+    config = _load(pipeline, images=input, masks=masks)
+    try:
+        cases = pick_cases(config, n, ids)
+    except (KeyError, FileNotFoundError) as exc:
+        _fail(str(exc.args[0]))
+    write_png(out, contact_sheet(config, cases, cell_px))
+    typer.echo(f"contact sheet of {len(cases)} images × {len(config.stages) + 1} columns → {out}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("handprep-demo"), "--out", help="Folder for the phantoms and the dataset."),
+    n: int = typer.Option(12, min=1, max=10000, help="Number of phantom radiographs (3 awkward variants are added)."),
+    workers: int = typer.Option(0, "--workers", "-w", min=0, help="Parallel workers; 0 = all cores."),
+    pipeline: Optional[Path] = typer.Option(None, help="Pipeline YAML (default: the shipped reference chain)."),
+) -> None:
+    """Generate phantom radiographs and run the reference chain on them (no data of your own needed)."""
+    from handprep.demo import run_demo
+
+    result = run_demo(out, n=n, workers=workers, pipeline=pipeline)
+    typer.echo(f"phantoms (images, masks, labels.csv) → {result.phantoms}")
+    _print_summary(result.summary)
+    typer.echo(f"contact sheet → {result.sheet}")
+    raise typer.Exit(result.summary.exit_code)
+
+
+@app.command()
+def phantoms(
+    out: Path = typer.Argument(..., help="Folder to write images/, masks/ and labels.csv into."),
+    n: int = typer.Option(20, min=1, help="Number of phantoms."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same phantoms)."),
+    height: int = typer.Option(1040, min=64, help="Height in pixels."),
+    width: int = typer.Option(800, min=64, help="Width in pixels."),
+    bits: int = typer.Option(8, help="8, 12 or 16 bits per pixel."),
+) -> None:
+    """Write phantom hand radiographs with exact masks and labels (for trying and testing)."""
+    from handprep.synth import write_phantom_set
+
+    if bits not in (8, 12, 16):
+        _fail("--bits must be 8, 12 or 16")
+    made = write_phantom_set(out, n=n, seed=seed, height=height, width=width, bits=bits)
+    typer.echo(f"{len(made['ids'])} phantoms → {made['images']}, masks → {made['masks']}, labels → {made['labels']}")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

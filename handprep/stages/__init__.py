@@ -1,0 +1,5 @@
+"""Pipeline stages: pure functions over arrays, registered by name (see ``registry``)."""
+from handprep.stages import contrast, enhance, geometry, mask  # noqa: F401  (registers the stages)
+from handprep.stages.registry import REGISTRY, Geometry, StageError, Verdict, get_stage, stage
+
+__all__ = ["REGISTRY", "Geometry", "StageError", "Verdict", "get_stage", "stage"]
