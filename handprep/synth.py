@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from handprep.io import write_png
+from handprep.io import write_mask, write_png
 
 
 @dataclass
@@ -191,7 +191,7 @@ def write_phantom_set(folder: str | Path, n: int = 12, seed: int = 0, height: in
     for case_id, phantom_seed, opts in jobs:
         p = phantom(seed=phantom_seed, height=height, width=width, **opts)
         write_png(images / f"{case_id}.png", p.image)
-        write_png(masks / f"{case_id}.png", p.mask)
+        write_mask(masks / f"{case_id}.png", p.mask)
         ids.append(case_id)
         rows.append([case_id, f"{p.age_months:.1f}", "True" if p.male else "False"])
     labels = folder / "labels.csv"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from handprep.io import atomic_write_bytes, decode_image, encode_png
+from handprep.io import atomic_write_bytes, decode_image, decode_mask, encode_mask_png, encode_png
 
 CACHE_FORMAT = 1
 _MAGIC = b"HPCACHE1"
@@ -51,7 +51,7 @@ class Cache:
         if state.image is not None:
             payloads["image"] = encode_png(state.image)
         if state.mask is not None:
-            payloads["mask"] = encode_png(state.mask)
+            payloads["mask"] = encode_mask_png(state.mask)
         entries, offset = {}, 0
         for name, blob in payloads.items():
             entries[name] = {"offset": offset, "length": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
@@ -106,7 +106,7 @@ def _parse_state(data: bytes) -> CaseState:
         blob = body[entry["offset"]:entry["offset"] + entry["length"]]
         if len(blob) != entry["length"] or hashlib.sha256(blob).hexdigest() != entry["sha256"]:
             raise ValueError(f"{name} payload damaged")
-        arrays[name], _ = decode_image(blob, f"cache:{name}")
+        arrays[name] = decode_mask(blob, "cache:mask") if name == "mask" else decode_image(blob, "cache:image")[0]
     return CaseState(arrays.get("image"), arrays.get("mask"), header["metrics"])
 
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 import handprep
 from handprep.io import ImageReadError, content_hash, decode_image, decode_mask, list_images, read_file_bytes, \
-    atomic_write_text, write_png
+    atomic_write_text, write_mask, write_png
 from handprep.pipeline.cache import Cache, CaseState, chain_key, file_sha256
 from handprep.pipeline.chain import apply_step, metric_prefixes
 from handprep.pipeline.config import InputConfig, PipelineConfig
@@ -56,7 +56,7 @@ class Plan:
 
     config: PipelineConfig
     output: str
-    checkpoints: tuple[int, ...]  # steps whose product is cached (expensive ones)
+    checkpoints: tuple[int, ...]  # steps whose product is cached
 
     def keys(self, input_hash: str, mask_hash: str | None) -> list[str]:
         """Cache key after each step."""
@@ -84,8 +84,14 @@ class RunSummary:
 
 
 def build_plan(config: PipelineConfig) -> Plan:
-    checkpoints = tuple(i for i, s in enumerate(config.stages) if get_stage(s.name).expensive)
-    return Plan(config, str(Path(config.output)), checkpoints)
+    """Cache after expensive stages and after the last mask step (the finished mask), so a
+    change to a later stage's parameters resumes from there."""
+    stages = [get_stage(s.name) for s in config.stages]
+    checkpoints = {i for i, s in enumerate(stages) if s.expensive}
+    mask_steps = [i for i, s in enumerate(stages) if s.kind in ("mask", "segmenter")]
+    if mask_steps and mask_steps[-1] < len(stages) - 1:
+        checkpoints.add(mask_steps[-1])
+    return Plan(config, str(Path(config.output)), tuple(sorted(checkpoints)))
 
 
 def find_cases(config: PipelineConfig) -> list[Case]:
@@ -203,6 +209,7 @@ def process_case(case: Case, plan: Plan) -> dict:
                 row["cached"] = prefixes[index]
                 break
         image, mask, metrics = decode_case(case, plan.config.input, data, mask_data, row)
+        decoded = image
         if state is not None:
             image = state.image if state.image is not None else image
             mask, metrics = state.mask, state.metrics
@@ -220,9 +227,9 @@ def process_case(case: Case, plan: Plan) -> dict:
                 keep, reason = False, result.reason
                 break
             if index in plan.checkpoints:
-                # image None: unchanged input, re-decoded on resume instead of stored twice
-                changed = any(get_stage(s.name).kind in ("image", "masked", "geometry") for s in steps[:index + 1])
-                cache.save_state(keys[index], CaseState(image if changed else None, mask, metrics))
+                # stages return their input when they change nothing: then store no image,
+                # re-decode the input on resume (a full-size copy per image would be huge)
+                cache.save_state(keys[index], CaseState(None if image is decoded else image, mask, metrics))
         current = "write"
         outputs = {}
         if keep:
@@ -230,7 +237,7 @@ def process_case(case: Case, plan: Plan) -> dict:
             written = write_png(output_dir / "images" / f"{case.id}.png", image, compression)
             outputs["image"] = {"path": f"images/{case.id}.png", "sha256": content_hash(written)}
             if mask is not None and plan.config.export.save_masks:
-                written = write_png(output_dir / "masks" / f"{case.id}.png", mask, compression)
+                written = write_mask(output_dir / "masks" / f"{case.id}.png", mask)
                 outputs["mask"] = {"path": f"masks/{case.id}.png", "sha256": content_hash(written)}
         row.update(metrics)
         row.update(status="ok" if keep else "dropped", reason=reason,

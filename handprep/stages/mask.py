@@ -1,7 +1,7 @@
 """Mask stages: contour filling, dilation, overlay (SPEC steps 4–6) and a classical hand mask."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import cv2
 import numpy as np
@@ -88,12 +88,15 @@ def threshold_mask(
     image: np.ndarray,
     work_size_px: Annotated[int, Range(64, 4096)] = 512,
     blur_px: Annotated[int, Range(0, 31)] = 5,
+    method: Literal["multiotsu", "otsu"] = "multiotsu",
 ) -> np.ndarray:
-    """Classical hand mask: Otsu threshold, largest component, filled holes.
+    """Classical hand mask: threshold, largest component, filled holes.
 
-    A baseline and a source of draft masks; it cannot tell a hand from a bright film border
-    or a marker touching it (the learned ``segment`` stage can). Runs at ``work_size_px``
-    on the long side and is scaled back to the image size.
+    ``multiotsu`` splits the histogram into background / soft tissue / bone and keeps
+    everything above the lower threshold; plain ``otsu`` (two classes) often splits bone
+    from soft tissue instead and loses the fingers' outline. A baseline and a source of
+    draft masks: it cannot tell a hand from a bright film border or a marker touching it
+    (the learned ``segment`` stage can). Runs at ``work_size_px`` on the long side.
     """
     h, w = image.shape
     scale = min(1.0, work_size_px / max(h, w))
@@ -102,7 +105,13 @@ def threshold_mask(
         small = cv2.normalize(small, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     if blur_px > 0:
         small = cv2.GaussianBlur(small, (0, 0), blur_px / 2)
-    _, binary = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if method == "multiotsu" and len(np.unique(small)) >= 3:
+        from skimage.filters import threshold_multiotsu
+
+        level = threshold_multiotsu(small, classes=3)[0]
+        binary = np.where(small > level, 255, 0).astype(np.uint8)
+    else:
+        _, binary = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     hand = fill_contours(largest_component(binary))
     if scale < 1:
         hand = cv2.resize(hand, (w, h), interpolation=cv2.INTER_LINEAR)
