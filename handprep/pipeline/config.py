@@ -29,8 +29,12 @@ class StageStep:
     line: int | None = None
 
     def key(self) -> dict:
-        """What identifies this step's output in the cache (name, version, parameters)."""
-        return {"stage": self.name, "version": get_stage(self.name).version, "params": self.params}
+        """What identifies this step's output in the cache (name, version, parameters, files it uses)."""
+        stage = get_stage(self.name)
+        key = {"stage": self.name, "version": stage.version, "params": self.params}
+        if stage.identity is not None:
+            key["uses"] = stage.identity(self.params)
+        return key
 
 
 @dataclass(frozen=True)
@@ -209,7 +213,7 @@ def parse_config(text: str, source: str = "<pipeline>", base_dir: str | os.PathL
         raise ctx.error(("export", "png_compression"), "export.png_compression must be 0..9")
     export = ExportConfig(**raw_export)
 
-    steps = _parse_stages(data.get("stages"), ctx, has_mask_input=masks is not None)
+    steps = _parse_stages(data.get("stages"), ctx, has_mask_input=masks is not None, base_dir=base)
 
     if check_paths:
         _check_paths(input_config, ctx)
@@ -217,7 +221,7 @@ def parse_config(text: str, source: str = "<pipeline>", base_dir: str | os.PathL
                           backend=backend, scheduler=scheduler, export=export, source=source)
 
 
-def _parse_stages(raw: Any, ctx: _Context, has_mask_input: bool) -> list[StageStep]:
+def _parse_stages(raw: Any, ctx: _Context, has_mask_input: bool, base_dir: Path) -> list[StageStep]:
     if raw is None:
         raise ctx.error((), "stages is missing: list the steps, e.g. '- clahe: {clip_limit: 3.0}'")
     if not isinstance(raw, list):
@@ -242,6 +246,8 @@ def _parse_stages(raw: Any, ctx: _Context, has_mask_input: bool) -> list[StageSt
             raise ctx.error(path, f"parameters of '{name}' must be a mapping, got {params!r}")
         try:
             resolved = stage.check_params(params)
+            if stage.prepare is not None:
+                resolved = stage.prepare(resolved, base_dir)
         except ParamError as exc:
             raise ctx.error(path + (exc.param,), str(exc)) from None
         if stage.needs_mask and not have_mask:

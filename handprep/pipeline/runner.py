@@ -57,6 +57,7 @@ class Plan:
     config: PipelineConfig
     output: str
     checkpoints: tuple[int, ...]  # steps whose product is cached
+    uses_torch: bool = False
 
     def keys(self, input_hash: str, mask_hash: str | None) -> list[str]:
         """Cache key after each step."""
@@ -91,7 +92,8 @@ def build_plan(config: PipelineConfig) -> Plan:
     mask_steps = [i for i, s in enumerate(stages) if s.kind in ("mask", "segmenter")]
     if mask_steps and mask_steps[-1] < len(stages) - 1:
         checkpoints.add(mask_steps[-1])
-    return Plan(config, str(Path(config.output)), tuple(sorted(checkpoints)))
+    uses_torch = any(s.name == "segment" for s in config.stages)
+    return Plan(config, str(Path(config.output)), tuple(sorted(checkpoints)), uses_torch)
 
 
 def find_cases(config: PipelineConfig) -> list[Case]:
@@ -113,11 +115,13 @@ def find_cases(config: PipelineConfig) -> list[Case]:
     return cases
 
 
-def _pin_threads() -> None:
+def _pin_threads(uses_torch: bool) -> None:
     # Each worker is one core's worth of work; library thread pools would oversubscribe.
     cv2.setNumThreads(1)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
+    if uses_torch:
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def read_case_mask(case: Case) -> bytes:
@@ -171,7 +175,7 @@ def _outputs_valid(record: dict, output_dir: Path) -> bool:
 
 def process_case(case: Case, plan: Plan) -> dict:
     """Run one image through the chain; return its manifest row. Never raises for bad input."""
-    _pin_threads()
+    _pin_threads(plan.uses_torch)
     started = time.perf_counter()
     output_dir = Path(plan.output)
     cache = Cache(output_dir)
@@ -315,11 +319,18 @@ def _map_cases(cases: list[Case], plan: Plan):
     workers = config.n_workers
     if config.backend == "sequential" or (workers == 1 and config.backend != "dask"):
         threads = cv2.getNumThreads()
+        torch_threads = None
+        if plan.uses_torch:
+            import torch
+
+            torch_threads = torch.get_num_threads()
         try:
             for case in cases:
                 yield process_case(case, plan)
         finally:
             cv2.setNumThreads(threads)
+            if torch_threads is not None:
+                torch.set_num_threads(torch_threads)
         return
     from joblib import Parallel, delayed, parallel_config
 

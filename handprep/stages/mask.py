@@ -88,13 +88,17 @@ def threshold_mask(
     image: np.ndarray,
     work_size_px: Annotated[int, Range(64, 4096)] = 512,
     blur_px: Annotated[int, Range(0, 31)] = 5,
-    method: Literal["multiotsu", "otsu"] = "multiotsu",
+    method: Literal["multiotsu", "otsu", "background"] = "multiotsu",
+    background_fraction: Annotated[float, Range(0.0, 1.0)] = 0.1,
 ) -> np.ndarray:
     """Classical hand mask: threshold, largest component, filled holes.
 
     ``multiotsu`` splits the histogram into background / soft tissue / bone and keeps
     everything above the lower threshold; plain ``otsu`` (two classes) often splits bone
-    from soft tissue instead and loses the fingers' outline. A baseline and a source of
+    from soft tissue instead and loses the fingers' outline. ``background`` takes the border
+    ring's median as the background level and keeps what is brighter by more than
+    ``background_fraction`` of the span up to the 99th percentile: it follows the faint
+    soft-tissue edge on dark, clean backgrounds. A baseline and a source of
     draft masks: it cannot tell a hand from a bright film border or a marker touching it
     (the learned ``segment`` stage can). Runs at ``work_size_px`` on the long side.
     """
@@ -105,7 +109,16 @@ def threshold_mask(
         small = cv2.normalize(small, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     if blur_px > 0:
         small = cv2.GaussianBlur(small, (0, 0), blur_px / 2)
-    if method == "multiotsu" and len(np.unique(small)) >= 3:
+    if method == "background":
+        h_s, w_s = small.shape
+        band = max(1, min(h_s, w_s) // 20)
+        ring = np.concatenate([small[:band].ravel(), small[-band:].ravel(),
+                               small[:, :band].ravel(), small[:, -band:].ravel()])
+        background = float(np.median(ring))
+        top = float(np.percentile(small, 99))
+        level = background + background_fraction * max(top - background, 1.0)
+        binary = np.where(small > level, 255, 0).astype(np.uint8)
+    elif method == "multiotsu" and len(np.unique(small)) >= 3:
         from skimage.filters import threshold_multiotsu
 
         level = threshold_multiotsu(small, classes=3)[0]

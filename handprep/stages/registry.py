@@ -108,6 +108,8 @@ class Stage:
     describe: Callable | None = None  # f(image, mask, **params) -> dict of numbers for the manifest
     doc: str = ""
     needs_mask: bool = False
+    prepare: Callable | None = None  # f(params, base_dir) -> params: resolve paths, check files (config time)
+    identity: Callable | None = None  # f(params) -> dict added to cache keys (e.g. a model file's hash)
 
     @property
     def gives_mask(self) -> bool:
@@ -187,11 +189,13 @@ def _param_from_annotation(name: str, annotation: Any, default: Any) -> Param:
 
 
 def stage(name: str, kind: str, version: int = 1, expensive: bool = False,
-          describe: Callable | None = None, needs_mask: bool | None = None) -> Callable:
+          describe: Callable | None = None, needs_mask: bool | None = None,
+          prepare: Callable | None = None, identity: Callable | None = None) -> Callable:
     """Register a function as a pipeline stage.
 
     ``version`` is part of every cache key: bump it when the function's output changes for
-    the same input and parameters.
+    the same input and parameters. ``prepare(params, base_dir)`` runs at config validation
+    (resolve a relative path, check a file exists) and raises ParamError on problems.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown stage kind {kind!r}")
@@ -211,7 +215,8 @@ def stage(name: str, kind: str, version: int = 1, expensive: bool = False,
             raise ValueError(f"stage name {name!r} registered twice")
         doc = (inspect.getdoc(func) or "").split("\n\n")[0].replace("\n", " ")
         mask_needed = kind in ("masked", "mask") if needs_mask is None else needs_mask
-        REGISTRY[name] = Stage(name, func, kind, version, params, expensive, describe, doc, mask_needed)
+        REGISTRY[name] = Stage(name, func, kind, version, params, expensive, describe, doc, mask_needed, prepare,
+                               identity)
         return func
 
     return register
@@ -219,7 +224,7 @@ def stage(name: str, kind: str, version: int = 1, expensive: bool = False,
 
 def get_stage(name: str) -> Stage:
     """Look a stage up by name, listing the valid names if it is unknown."""
-    from handprep import stages as _  # noqa: F401  (importing the package registers all stages)
+    import handprep.stages  # noqa: F401  (importing the package registers all stages)
 
     try:
         return REGISTRY[name]

@@ -1,0 +1,1 @@
+"""Hand segmentation: U-Net factory, tiling, sliding-window inference, training, metrics, draft masks."""

@@ -1,0 +1,204 @@
+"""Making hand masks: import annotation-tool exports, propose drafts, write review sheets.
+
+The workflow is: ``propose`` drafts for unlabelled images (classical threshold or the current
+model) → a person opens the review sheets and overlays, accepts good drafts (copies them into
+masks/) and fixes or redraws the rest → ``segment-train`` learns from masks/.
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from handprep.io import (ImageReadError, atomic_write_text, decode_image, list_images, read_file_bytes,
+                         read_image, write_mask, write_png)
+from handprep.stages.mask import fill_contours, largest_component, threshold_mask
+
+COLOURS = {"red": (0, 0, 255), "green": (0, 255, 0), "blue": (255, 0, 0), "yellow": (0, 255, 255),
+           "magenta": (255, 0, 255), "cyan": (255, 255, 0)}  # BGR
+
+
+@dataclass
+class ImportResult:
+    converted: list[str]
+    problems: dict[str, str]  # file → what went wrong
+
+
+def painted_mask(bgr: np.ndarray, colour: tuple[int, int, int], min_strength: float = 40.0,
+                 min_alignment: float = 0.9) -> np.ndarray:
+    """Pixels painted in ``colour`` (BGR), opaque or translucent over a grey radiograph.
+
+    Grey pixels have equal channels; paint adds a chroma vector towards the colour. A pixel
+    counts as painted when its chroma points towards the colour (cosine ≥ ``min_alignment``)
+    and is at least ``min_strength`` grey levels long.
+    """
+    pixels = bgr.astype(np.float32)
+    chroma = pixels - pixels.mean(axis=2, keepdims=True)
+    target = np.array(colour, np.float32) - np.mean(colour)
+    target /= np.linalg.norm(target)
+    along = chroma @ target
+    length = np.linalg.norm(chroma, axis=2)
+    return np.where((along >= min_strength) & (along >= min_alignment * length), 255, 0).astype(np.uint8)
+
+
+def import_painted(exports: str | Path, out: str | Path, colour: str = "red", images: str | Path | None = None,
+                   fill: bool = True, keep_largest: bool = True, min_strength: float = 40.0,
+                   progress: bool = True) -> ImportResult:
+    """Convert exports with the hand painted in a colour (or colour masks) to binary masks.
+
+    Writes ``out/<stem>.png`` (0/255). With ``images``, each mask must match its radiograph's
+    size. Files that cannot be converted are reported with the reason, never half-written.
+    """
+    if colour not in COLOURS:
+        raise ValueError(f"colour {colour!r} is unknown; valid: {', '.join(COLOURS)}")
+    result = ImportResult([], {})
+    sizes = {}
+    if images is not None:
+        sizes = {p.stem: p for p in list_images(images)}
+    for path in tqdm(list_images(exports), desc="importing masks", unit="file", disable=not progress):
+        try:
+            data = read_file_bytes(path)
+            array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if array is None:
+                decode_image(data, str(path))  # raises the precise reason
+                raise ImageReadError(f"{path}: could not be decoded as a colour image")
+            if np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 1], array[..., 2]):
+                raise ImageReadError(f"{path}: image is grey: no {colour} paint to convert "
+                                     "(export with the annotation layer burned in, or pass a mask)")
+            mask = painted_mask(array, COLOURS[colour], min_strength)
+            if not mask.any():
+                raise ImageReadError(f"{path}: no {colour} pixels found; pick the colour the hand was painted in "
+                                     f"(--colour, one of {', '.join(COLOURS)})")
+            if keep_largest:
+                mask = largest_component(mask)
+            if fill:
+                mask = fill_contours(mask)
+            if path.stem in sizes:
+                h, w = read_image(sizes[path.stem]).shape
+                if mask.shape != (h, w):
+                    raise ImageReadError(f"{path}: export is {mask.shape[1]}×{mask.shape[0]} px but radiograph "
+                                         f"{sizes[path.stem].name} is {w}×{h} px; export at full resolution")
+            elif images is not None:
+                raise ImageReadError(f"{path}: no radiograph named {path.stem} in {images}")
+            write_mask(Path(out) / f"{path.stem}.png", mask)
+            result.converted.append(path.stem)
+        except ImageReadError as exc:
+            result.problems[str(path)] = str(exc)
+    return result
+
+
+def smooth_mask(mask: np.ndarray, sigma_px: float = 2.0) -> np.ndarray:
+    """Smooth a mask's outline (pixel noise along a threshold) without moving it: blur, re-threshold."""
+    if sigma_px <= 0:
+        return mask
+    return np.where(cv2.GaussianBlur(mask, (0, 0), sigma_px) > 127, 255, 0).astype(np.uint8)
+
+
+def mask_flags(mask: np.ndarray) -> list[str]:
+    """Reasons a draft deserves a closer look."""
+    flags = []
+    area = cv2.countNonZero(mask) / mask.size
+    if area == 0:
+        return ["empty"]
+    if area < 0.1:
+        flags.append(f"small ({area:.1%} of the image)")
+    if area > 0.8:
+        flags.append(f"large ({area:.1%} of the image)")
+    count = cv2.connectedComponents(mask, connectivity=8)[0] - 1
+    if count > 1:
+        flags.append(f"{count} separate regions")
+    top, left, right = mask[0].any(), mask[:, 0].any(), mask[:, -1].any()
+    if top or left or right:
+        flags.append("touches the top/left/right edge (border or frame included?)")
+    return flags
+
+
+def overlay_image(image: np.ndarray, mask: np.ndarray, max_side: int = 1024) -> np.ndarray:
+    """The radiograph with the mask tinted red and outlined in green, for review."""
+    if image.dtype != np.uint8:
+        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    scale = min(1.0, max_side / max(image.shape))
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    grey = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    small = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+    bgr = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    tint = bgr.copy()
+    tint[small > 0] = (0.6 * tint[small > 0] + 0.4 * np.array([0, 0, 255])).astype(np.uint8)
+    contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(tint, contours, -1, (0, 255, 0), 1, cv2.LINE_AA)
+    return tint
+
+
+def review_sheets(entries: list[tuple[str, np.ndarray]], out: Path, per_sheet: int = 12, cell_px: int = 320) -> list[Path]:
+    """Grids of overlays (id written on each), ``per_sheet`` per PNG."""
+    paths = []
+    cols = 4
+    for start in range(0, len(entries), per_sheet):
+        cells = []
+        for case_id, overlay in entries[start:start + per_sheet]:
+            scale = cell_px / max(overlay.shape[:2])
+            small = cv2.resize(overlay, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            cell = np.zeros((cell_px, cell_px, 3), np.uint8)
+            cell[:small.shape[0], :small.shape[1]] = small
+            cv2.putText(cell, case_id, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 255), 1, cv2.LINE_AA)
+            cells.append(cell)
+        while len(cells) % cols:
+            cells.append(np.zeros((cell_px, cell_px, 3), np.uint8))
+        sheet = np.vstack([np.hstack(cells[i:i + cols]) for i in range(0, len(cells), cols)])
+        path = out / f"sheet_{start // per_sheet + 1:03d}.png"
+        write_png(path, sheet)
+        paths.append(path)
+    return paths
+
+
+def propose(images: str | Path, out: str | Path, method: str = "threshold", model: str = "default",
+            skip_existing: str | Path | None = None, progress: bool = True) -> dict:
+    """Draft masks for every image (skipping ids already in ``skip_existing``) + review material.
+
+    Writes ``out/<id>.png`` drafts, ``out/review/<id>.png`` overlays, ``out/review/sheet_NNN.png``
+    grids and ``out/review/review.csv`` (id, mask area, flags), flagged drafts first.
+    Method ``threshold``: classical (background level + 10 % of the span, largest region,
+    holes filled); ``model``: the U-Net (``model`` = default or a path), thresholded and filled.
+    """
+    out = Path(out)
+    done = {p.stem for p in Path(skip_existing).glob("*.png")} if skip_existing else set()
+    segmenter = None
+    if method == "model":
+        from handprep.segment.infer import Segmenter
+
+        segmenter = Segmenter(model)
+    elif method != "threshold":
+        raise ValueError(f"method must be 'threshold' or 'model', got {method!r}")
+    rows, overlays, problems = [], [], {}
+    todo = [p for p in list_images(images) if p.stem not in done]
+    for path in tqdm(todo, desc="proposing masks", unit="img", disable=not progress):
+        try:
+            image = read_image(path)
+        except ImageReadError as exc:
+            problems[str(path)] = str(exc)
+            continue
+        if segmenter is None:
+            draft = threshold_mask(image, work_size_px=4096, blur_px=3, method="background")
+        else:
+            draft = fill_contours(largest_component(segmenter.mask(image)))
+        draft = fill_contours(largest_component(smooth_mask(draft)))
+        write_mask(out / f"{path.stem}.png", draft)
+        overlay = overlay_image(image, draft)
+        write_png(out / "review" / f"{path.stem}.png", overlay)
+        flags = mask_flags(draft)
+        rows.append({"id": path.stem, "area": round(cv2.countNonZero(draft) / draft.size, 4), "flags": "; ".join(flags)})
+        overlays.append((path.stem, overlay, bool(flags)))
+    overlays.sort(key=lambda e: (not e[2], e[0]))  # flagged first
+    sheets = review_sheets([(i, o) for i, o, _ in overlays], out / "review")
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["id", "area", "flags"])
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=lambda r: (r["flags"] == "", r["id"])))
+    atomic_write_text(out / "review" / "review.csv", buffer.getvalue())
+    return {"drafted": len(rows), "skipped": len(done), "flagged": sum(1 for r in rows if r["flags"]),
+            "sheets": sheets, "problems": problems}

@@ -1,0 +1,139 @@
+"""U-Net factory (segmentation_models_pytorch) and the model file format.
+
+A model file is ``torch.save({"format": "handprep-segmenter", "version": 1, "meta": {...},
+"state_dict": {...}})`` holding only tensors and plain values, so it loads with
+``torch.load(..., weights_only=True)`` (no pickled code runs). Weights are stored as float16
+to keep the shipped model small; they are restored to float32 on load.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+FORMAT = "handprep-segmenter"
+FORMAT_VERSION = 1
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "segmenter_default.pt"
+
+# Architecture presets: (encoder, encoder_depth, decoder_channels)
+ARCHITECTURES = {
+    "mobilenetv3_small": ("tu-mobilenetv3_small_100", 5, (128, 64, 32, 16, 8)),
+    "efficientnet_lite0": ("tu-efficientnet_lite0", 5, (128, 64, 32, 16, 16)),
+    "resnet18": ("resnet18", 5, (128, 64, 32, 16, 8)),
+    "resnet34": ("resnet34", 5, (256, 128, 64, 32, 16)),  # the reference report's encoder
+}
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, unreadable or not a handprep segmenter."""
+
+
+def build_unet(encoder: str = "tu-mobilenetv3_small_100", encoder_depth: int = 5,
+               decoder_channels: tuple[int, ...] = (128, 64, 32, 16, 8),
+               encoder_weights: str | None = None) -> nn.Module:
+    """A 1-channel-in, 1-logit-out smp U-Net.
+
+    ``encoder_weights``: None (random init, offline), ``"imagenet"`` (downloads: needs the
+    internet), or a path to a ``.pt`` state dict for the encoder (offline ImageNet weights).
+    """
+    import segmentation_models_pytorch as smp
+
+    local = encoder_weights if encoder_weights not in (None, "imagenet") else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # timm/smp chatter about pretrained configs
+        model = smp.Unet(encoder_name=encoder, encoder_weights=None if local else encoder_weights,
+                         encoder_depth=encoder_depth, decoder_channels=tuple(decoder_channels),
+                         in_channels=1, classes=1)
+    if local:
+        state = torch.load(local, map_location="cpu", weights_only=True)
+        _load_encoder_weights(model.encoder, state, local)
+    return model
+
+
+def _load_encoder_weights(encoder: nn.Module, state: dict, path: str) -> None:
+    """Load ImageNet encoder weights saved offline; RGB first convolutions are summed to 1 channel."""
+    own = encoder.state_dict()
+    adapted = {}
+    for key, value in state.items():
+        key = key.removeprefix("encoder.").removeprefix("model.")
+        if key in own and value.ndim == 4 and own[key].shape[1] == 1 and value.shape[1] == 3:
+            value = value.sum(dim=1, keepdim=True)
+        if key in own and own[key].shape == value.shape:
+            adapted[key] = value
+    if len(adapted) < len(own) // 2:
+        raise ModelFileError(f"{path}: only {len(adapted)} of {len(own)} encoder tensors match; "
+                             "is it a state dict for this encoder?")
+    encoder.load_state_dict(adapted, strict=False)
+
+
+def save_model(path: str | os.PathLike, model: nn.Module, meta: dict) -> None:
+    """Write a model file (float16 weights + metadata) atomically."""
+    from handprep.io import atomic_write_bytes
+    import io
+
+    state = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
+             for k, v in model.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "version": FORMAT_VERSION, "meta": meta, "state_dict": state}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def resolve_model_path(model: str | os.PathLike, base_dir: str | os.PathLike | None = None) -> Path:
+    """``"default"`` → the shipped model; a relative path → relative to ``base_dir``."""
+    if str(model) == "default":
+        return DEFAULT_MODEL
+    path = Path(os.path.expanduser(str(model)))
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    return path
+
+
+def read_model_file(path: str | os.PathLike) -> dict:
+    """Load and check a model file (weights_only); raise ModelFileError with the fix."""
+    path = Path(path)
+    if not path.is_file():
+        hint = ("the shipped default model is missing from this installation: reinstall handprep"
+                if path == DEFAULT_MODEL else "train one with 'handprep segment-train' or use model: default")
+        raise ModelFileError(f"{path}: model file not found ({hint})")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(f"{path}: not a loadable model file ({type(exc).__name__}: {str(exc)[:200]}). "
+                             "It may be truncated, or not a handprep model.") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a handprep segmenter model (no '{FORMAT}' header); "
+                             "train one with 'handprep segment-train'")
+    if data.get("version", 0) > FORMAT_VERSION:
+        raise ModelFileError(f"{path}: model format {data['version']} is newer than this handprep "
+                             f"understands ({FORMAT_VERSION}); upgrade handprep")
+    return data
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the network from a model file; returns ``(model in eval mode, meta)``."""
+    data = read_model_file(path)
+    meta = data["meta"]
+    model = build_unet(meta["encoder"], meta["encoder_depth"], tuple(meta["decoder_channels"]))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path}: weights do not fit the {meta['encoder']} U-Net it names ({exc})") from exc
+    return model.to(device).eval(), meta
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use device: auto or cpu")
+    return torch.device(device)
