@@ -54,16 +54,29 @@ def build_unet(encoder: str = "tu-mobilenetv3_small_100", encoder_depth: int = 5
     return model
 
 
+def _strip(key: str) -> str:
+    for prefix in ("encoder.", "model.", "module."):
+        key = key.removeprefix(prefix)
+    return key
+
+
 def _load_encoder_weights(encoder: nn.Module, state: dict, path: str) -> None:
-    """Load ImageNet encoder weights saved offline; RGB first convolutions are summed to 1 channel."""
+    """Load ImageNet encoder weights saved offline (a timm/torchvision state dict).
+
+    Keys are matched without ``encoder.``/``model.`` prefixes; an RGB first convolution is
+    summed over its colour channels to fit the 1-channel input.
+    """
     own = encoder.state_dict()
+    by_name = {_strip(k): k for k in own}
     adapted = {}
     for key, value in state.items():
-        key = key.removeprefix("encoder.").removeprefix("model.")
-        if key in own and value.ndim == 4 and own[key].shape[1] == 1 and value.shape[1] == 3:
+        target = by_name.get(_strip(key))
+        if target is None:
+            continue
+        if value.ndim == 4 and own[target].shape[1] == 1 and value.shape[1] == 3:
             value = value.sum(dim=1, keepdim=True)
-        if key in own and own[key].shape == value.shape:
-            adapted[key] = value
+        if own[target].shape == value.shape:
+            adapted[target] = value
     if len(adapted) < len(own) // 2:
         raise ModelFileError(f"{path}: only {len(adapted)} of {len(own)} encoder tensors match; "
                              "is it a state dict for this encoder?")

@@ -69,8 +69,14 @@ def erode(
 
 @stage("overlay", kind="masked")
 def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Keep image pixels where the mask is set, zero elsewhere (bitwise and)."""
+    """Keep image pixels where the mask is set, zero elsewhere (bitwise and).
+
+    An empty mask is an error rather than a black output image: no hand was found.
+    """
     check_mask(image, mask)
+    if not cv2.countNonZero(mask):
+        raise StageError("mask is empty: no hand found, the image would be all black "
+                         "(check the image, or the mask source)")
     return cv2.bitwise_and(image, image, mask=mask)
 
 

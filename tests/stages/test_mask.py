@@ -72,3 +72,8 @@ def test_threshold_mask_on_clean_phantom():
     truth = p.mask > 0
     dice = 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
     assert dice > 0.95
+
+
+def test_overlay_refuses_an_empty_mask():
+    with pytest.raises(StageError, match="mask is empty: no hand found"):
+        overlay(np.ones((4, 4), np.uint8), np.zeros((4, 4), np.uint8))
