@@ -310,6 +310,15 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray) -> bytes:
     return data
 
 
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()  # what open() would give; mkstemp alone makes files private (0600)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> None:
     """Write a file so that readers see the old content or the new, never a part.
 
@@ -321,6 +330,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             if fsync:

@@ -200,3 +200,12 @@ def test_list_images_folder_and_glob(tmp_path):
     assert [p.name for p in list_images(str(tmp_path / "*.png"))] == ["b.png"]
     with pytest.raises(FileNotFoundError):
         list_images(tmp_path / "missing")
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    import os
+
+    atomic_write_bytes(tmp_path / "f.bin", b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o666 & ~umask

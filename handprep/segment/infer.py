@@ -44,7 +44,8 @@ def normalise(image: np.ndarray) -> np.ndarray:
 def to_work_mask(mask: np.ndarray, work_size_px: int) -> np.ndarray:
     """A 0/255 mask at the working scale as float32 coverage in [0, 1] (soft edges)."""
     _, size = work_scale(mask.shape, work_size_px)
-    return cv2.resize((mask > 0).astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    coverage = cv2.resize((mask > 0).astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    return np.clip(coverage, 0, 1)  # area averaging can overshoot 1 by a rounding error
 
 
 class Segmenter:

@@ -53,7 +53,7 @@ def test_masks_propose_and_import(seg_phantoms, tmp_path):
     assert result.exit_code == 0, result.output
     assert "10 drafts" in result.output
     first = seg_phantoms["ids"][0]
-    assert dice(read_mask(tmp_path / "d" / f"{first}.png"), read_mask(seg_phantoms["masks"] / f"{first}.png")) > 0.95
+    assert dice(read_mask(tmp_path / "d" / f"{first}.png"), read_mask(seg_phantoms["masks"] / f"{first}.png")) > 0.9
     exports = tmp_path / "exports"
     exports.mkdir()
     image = read_image(seg_phantoms["images"] / f"{first}.png")

@@ -51,10 +51,10 @@ def test_propose_writes_drafts_review_sheets_and_flags(tmp_path):
     images = tmp_path / "images"
     truth = {}
     for i in range(5):
-        p = phantom(seed=20 + i, height=260, width=200, border=False, marker=False)
+        p = phantom(seed=20 + i, height=520, width=400, border=False, marker=False)
         write_png(images / f"h{i}.png", p.image)
         truth[f"h{i}"] = p.mask
-    write_png(images / "blank.png", np.zeros((260, 200), np.uint8))
+    write_png(images / "blank.png", np.zeros((520, 400), np.uint8))
     existing = tmp_path / "masks"
     existing.mkdir()
     write_png(existing / "h4.png", truth["h4"])
