@@ -302,6 +302,30 @@ def segment(
     raise typer.Exit(1 if result.failed else 0)
 
 
+@app.command("model-info")
+def model_info(model: str = typer.Argument("default", help="default (shipped) or a model file.")) -> None:
+    """Show what a segmenter model file holds: architecture, scale, training data and metrics."""
+    from handprep.segment.model import ModelFileError, read_model_file, resolve_model_path
+
+    path = resolve_model_path(model)
+    try:
+        meta = read_model_file(path)["meta"]
+    except ModelFileError as exc:
+        _fail(str(exc))
+    typer.echo(f"{path}")
+    for key in ("architecture", "encoder", "encoder_weights", "work_size_px", "tile_px", "train_stride_px",
+                "infer_stride_px", "normalisation", "threshold", "loss", "seed", "epoch", "handprep", "torch"):
+        if key in meta:
+            typer.echo(f"  {key}: {meta[key]}")
+    typer.echo(f"  trained on {len(meta.get('train_ids', []))} images, held out {len(meta.get('val_ids', []))}; "
+               f"{len(meta.get('mask_sha256', {}))} mask hashes recorded")
+    full = meta.get("metrics", {}).get("val_full_resolution")
+    if full and full.get("images"):
+        typer.echo(f"  held-out (full resolution): Dice {full['dice']['mean']:.4f} (worst {full['dice']['worst']:.4f}), "
+                   f"IoU {full['iou']['mean']:.4f}, HD95 {full['hd95_px']['mean']:.1f} px mean / "
+                   f"{full['hd95_px']['median']:.1f} px median")
+
+
 @app.command("segment-eval")
 def segment_eval(
     pred: Path = typer.Argument(..., help="Folder of predicted masks.", exists=True, file_okay=False),

@@ -130,12 +130,20 @@ def phantom(
     bone = cv2.warpAffine(bone, matrix, (w, h), flags=cv2.INTER_LINEAR) * (tissue > 0.5)
     mask = np.where(tissue > 0.5, 255, 0).astype(np.uint8)
 
+    # soft tissue is thinner, so darker, towards the edges of the hand
+    depth = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
+    thickness = 0.5 + 0.5 * np.clip(depth / (0.05 * s), 0, 1) ** 0.6
+    # bones: dense cortex around a lighter medullary canal
+    solid = (bone > 0.5).astype(np.uint8)
+    core = cv2.GaussianBlur(cv2.erode(solid, np.ones((max(3, int(finger_w * 0.15)),) * 2, np.uint8)).astype(np.float32),
+                            (0, 0), max(1.0, finger_w * 0.06))
+    bone = bone * (1 - 0.35 * core)
+
     background = rng.uniform(8, 25)
-    soft = rng.uniform(70, 105)
-    dense = rng.uniform(165, 205)
-    film = background + (soft - background) * np.clip(tissue, 0, 1) + (dense - soft) * np.clip(bone, 0, 1)
+    soft = rng.uniform(75, 110)
+    dense = rng.uniform(170, 210)
+    film = background + (soft - background) * np.clip(tissue, 0, 1) * thickness + (dense - soft) * np.clip(bone, 0, 1)
     film = cv2.GaussianBlur(film, (0, 0), 1.2)
-    # soft-tissue thickness falls off towards the edges of the hand
     film += rng.normal(0, noise, film.shape).astype(np.float32)
 
     if border:

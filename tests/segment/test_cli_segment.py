@@ -63,3 +63,10 @@ def test_masks_propose_and_import(seg_phantoms, tmp_path):
     (exports / "junk.png").write_bytes(b"junk")
     result = runner.invoke(app, ["masks", "import", str(exports), "--out", str(tmp_path / "imp")])
     assert result.exit_code == 1 and "1 masks" in result.output and "junk.png" in result.output
+
+
+def test_model_info(phantom_model, tmp_path):
+    result = runner.invoke(app, ["model-info", str(phantom_model.model_path)])
+    assert result.exit_code == 0 and "work_size_px: 128" in result.output and "held-out" in result.output
+    result = runner.invoke(app, ["model-info", str(tmp_path / "nope.pt")])
+    assert result.exit_code == 2 and "model file not found" in result.output
