@@ -11,7 +11,7 @@ than 1; (d) under 5 % of a cold 1-worker run.
 
     python benchmarks/bench_pipeline.py [--data ../shared/data/rsna60] [--masks masks] [--repeat 1]
 
-With no --masks it draws masks with the classical threshold (same masks for every variant).
+Masks come from the project's masks/ (else the classical threshold; the same for every variant).
 The chain: low_contrast, to_uint8, fill_contours, dilate, overlay, clahe, sharpen, resize 384;
 handprep writes final images only (no mask copies, no packed array) so every variant does the
 same work. OpenCV runs single-threaded everywhere, as inside handprep's workers.
@@ -138,7 +138,9 @@ def handprep_run(images: Path, masks: Path, out: Path, workers: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/rsna60")
-    parser.add_argument("--masks", type=Path, default=None, help="mask folder (default: classical masks)")
+    default_masks = Path(__file__).resolve().parents[1] / "masks"
+    parser.add_argument("--masks", type=Path, default=default_masks if default_masks.is_dir() else None,
+                        help="mask folder (default: the project's masks/, else classical masks)")
     parser.add_argument("--repeat", type=int, default=3, help="take the best of N timings per variant")
     args = parser.parse_args()
     images = args.data / "images"
