@@ -200,7 +200,7 @@ def masks_import(
     except ValueError as exc:
         _fail(str(exc))
     typer.echo(f"{len(result.converted)} masks → {out}")
-    for path, problem in result.problems.items():
+    for problem in result.problems.values():
         typer.secho(f"  not converted: {problem}", fg=typer.colors.RED)
     raise typer.Exit(1 if result.problems else 0)
 
@@ -227,7 +227,7 @@ def masks_propose(
         _fail(str(exc))
     typer.echo(f"{result['drafted']} drafts → {out} ({result['flagged']} flagged for a closer look, "
                f"{result['skipped']} skipped); review sheets: {out / 'review'}")
-    for path, problem in result["problems"].items():
+    for problem in result["problems"].values():
         typer.secho(f"  not drafted: {problem}", fg=typer.colors.RED)
 
 

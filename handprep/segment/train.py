@@ -15,8 +15,6 @@ import csv
 import dataclasses
 import io as _io
 import json
-import math
-import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -32,7 +30,7 @@ import handprep
 from handprep.io import ImageReadError, atomic_write_bytes, atomic_write_text, content_hash, list_images, \
     read_file_bytes, decode_image, decode_mask
 from handprep.segment.augment import AugmentConfig, augment
-from handprep.segment.infer import NORMALISATION, normalise, to_work_image, to_work_mask
+from handprep.segment.infer import NORMALISATION, to_work_image, to_work_mask
 from handprep.segment.metrics import compare
 from handprep.segment.model import ARCHITECTURES, build_unet, pick_device, save_model
 from handprep.segment.tiling import extract_patches, sliding_window

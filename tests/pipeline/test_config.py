@@ -1,5 +1,4 @@
 """pipelines.yaml validation: every mistake is caught before any image is read, with its line."""
-from pathlib import Path
 
 import pytest
 

@@ -2,7 +2,6 @@
 import csv
 import shutil
 
-import cv2
 import numpy as np
 import pytest
 
