@@ -31,8 +31,8 @@ from handprep.io import ImageReadError, atomic_write_bytes, atomic_write_text, c
     read_file_bytes, decode_image, decode_mask
 from handprep.segment.augment import AugmentConfig, augment
 from handprep.segment.infer import NORMALISATION, to_work_image, to_work_mask
-from handprep.segment.metrics import compare
-from handprep.segment.model import ARCHITECTURES, build_unet, pick_device, save_model
+from handprep.segment.metrics import compare, summarise, write_metrics_csv
+from handprep.segment.model import ARCHITECTURES, build_unet, load_model, pick_device, save_model
 from handprep.segment.tiling import extract_patches, sliding_window
 from handprep.stages.mask import fill_contours, largest_component
 
@@ -337,12 +337,8 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> TrainResult:
         log(stopped)
 
     # final, honest numbers: the best model on the held-out images at full resolution
-    from handprep.segment.model import load_model
-
     best, best_meta = load_model(model_path, device)
     rows = full_resolution_metrics(best, val_pairs, config, device)
-    from handprep.segment.metrics import summarise, write_metrics_csv
-
     summary = summarise(rows)
     write_metrics_csv(out / "val_metrics.csv", rows)
     best_meta["metrics"] = {"val_full_resolution": summary,

@@ -51,6 +51,11 @@ def percentiles(image: np.ndarray, *pcts: float, ignore_zero: bool = False) -> l
     return out
 
 
+def border_ring(image: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The pixels of the outer ``rows`` lines and ``cols`` columns of each side, as one flat array."""
+    return np.concatenate([image[:rows].ravel(), image[-rows:].ravel(), image[:, :cols].ravel(), image[:, -cols:].ravel()])
+
+
 def measure_contrast(image: np.ndarray, lower_percentile: float = 1.0, upper_percentile: float = 99.0) -> float:
     """Span between two percentiles as a fraction of the intensity range (0..1).
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 import cv2
 import numpy as np
 
-from handprep.stages.contrast import Percent, intensity_range, percentiles
+from handprep.stages.contrast import Percent, border_ring, intensity_range, percentiles
 from handprep.stages.registry import Range, stage
 
 
@@ -47,8 +47,7 @@ def _polarity_numbers(image: np.ndarray, border_fraction: float) -> tuple[float,
     span = max(hi - lo, 1)
     h, w = image.shape
     bh, bw = max(1, int(h * border_fraction)), max(1, int(w * border_fraction))
-    ring = np.concatenate([image[:bh].ravel(), image[-bh:].ravel(), image[:, :bw].ravel(), image[:, -bw:].ravel()])
-    ring_median = percentiles(ring[None, :], 50)[0]
+    ring_median = percentiles(border_ring(image, bh, bw)[None, :], 50)[0]
     return (ring_median - lo) / span, (median - lo) / span
 
 

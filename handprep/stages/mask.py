@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 import cv2
 import numpy as np
 
+from handprep.stages.contrast import border_ring
 from handprep.stages.registry import Range, StageError, stage
 
 
@@ -118,9 +119,7 @@ def threshold_mask(
     if method == "background":
         h_s, w_s = small.shape
         band = max(1, min(h_s, w_s) // 20)
-        ring = np.concatenate([small[:band].ravel(), small[-band:].ravel(),
-                               small[:, :band].ravel(), small[:, -band:].ravel()])
-        background = float(np.median(ring))
+        background = float(np.median(border_ring(small, band, band)))
         top = float(np.percentile(small, 99))
         level = background + background_fraction * max(top - background, 1.0)
         binary = np.where(small > level, 255, 0).astype(np.uint8)

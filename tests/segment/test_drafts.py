@@ -30,7 +30,8 @@ def test_import_converts_and_reports_what_it_could_not(tmp_path):
     for i, name in enumerate(("a", "b", "c", "d")):
         hands[name] = phantom(seed=i, height=260, width=200, border=False, marker=False)
         write_png(images / f"{name}.png", hands[name].image)
-    cv2.imwrite(str(exports / "a.png") if exports.mkdir() is None else "", painted(hands["a"], 0.5))
+    exports.mkdir()
+    cv2.imwrite(str(exports / "a.png"), painted(hands["a"], 0.5))
     cv2.imwrite(str(exports / "b.png"), cv2.cvtColor(hands["b"].image, cv2.COLOR_GRAY2BGR))  # no paint
     cv2.imwrite(str(exports / "c.png"), cv2.resize(painted(hands["c"], 1.0), (100, 130)))  # wrong size
     cv2.imwrite(str(exports / "d.png"), painted(hands["d"], 1.0, colour=(0, 255, 0)))  # painted green
