@@ -53,39 +53,45 @@ def _print_summary(summary, show_failed: int = 20) -> None:
 def _run(config) -> None:
     from handprep.pipeline.labels import LabelsError
     from handprep.pipeline.lock import OutputLockedError
-    from handprep.pipeline.runner import run_pipeline
+    from handprep.pipeline.runner import OutputError, run_pipeline
 
     try:
         summary = run_pipeline(config)
-    except LabelsError as exc:
+    except (LabelsError, OutputError, FileNotFoundError) as exc:
         _fail(str(exc))
     except OutputLockedError as exc:
         _fail(str(exc), EXIT_LOCKED)
-    except FileNotFoundError as exc:
-        _fail(str(exc))
     _print_summary(summary)
-    if summary.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.interrupted or summary.stopped:
+        typer.secho(f"manifest: {summary.output / 'manifest.csv'}", fg=typer.colors.YELLOW, err=True)
     raise typer.Exit(summary.exit_code)
+
+
+_INPUT = typer.Option(None, "--input", "-i", help="Folder or glob of radiographs (overrides input.images).")
+_OUTPUT = typer.Option(None, "--output", "-o", help="Output folder (overrides output); must not overlap an input.")
+_MASKS = typer.Option(None, help="Folder of hand masks named by image stem (overrides input.masks).")
+_LABELS = typer.Option(None, help="Labels CSV id,boneage,male (overrides input.labels).")
 
 
 @app.command()
 def run(
     pipeline: Path = typer.Argument(..., help="Pipeline YAML (e.g. pipelines.yaml).", exists=True, dir_okay=False),
-    input: Optional[str] = typer.Option(None, "--input", "-i", help="Folder or glob of radiographs (overrides input.images)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output folder (overrides output)."),
-    masks: Optional[Path] = typer.Option(None, help="Folder of hand masks named by image stem (overrides input.masks)."),
-    labels: Optional[Path] = typer.Option(None, help="Labels CSV id,boneage,male (overrides input.labels)."),
+    input: Optional[str] = _INPUT,
+    output: Optional[Path] = _OUTPUT,
+    masks: Optional[Path] = _MASKS,
+    labels: Optional[Path] = _LABELS,
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=0, help="Parallel workers; 0 = all cores (overrides workers)."),
     backend: Optional[str] = typer.Option(None, help="loky | threading | sequential | dask (overrides backend)."),
     scheduler: Optional[str] = typer.Option(None, help="dask.distributed scheduler address, e.g. tcp://host:8786 (implies --backend dask)."),
 ) -> None:
     """Run the preprocessing chain over a folder into a cached dataset.
 
-    Writes OUTPUT/images/*.png, masks/*.png, manifest.csv (one row per image: status ok/dropped/failed
-    and the reason), run.json (resolved config, versions, seed) and dataset/images.npy + index.csv.
-    Re-running reuses the cache; an interrupted run resumes. Exit code 0 when no image failed,
-    1 when some failed, 2 for an invalid config, 3 when another run holds the output folder.
+    Writes OUTPUT/images/*.png, masks/*.png, manifest.csv (one row per input entry: status
+    ok/dropped/failed/skipped/pending and the reason), run.json (resolved config, versions, model
+    hashes, seed) and dataset/images.npy + index.csv. Re-running reuses the cache; an interrupted
+    run resumes. Exit codes: 0 no image failed, 1 some failed, 2 invalid config/paths (nothing
+    read), 3 output folder busy, 4 output disk full or unwritable mid-run, 130 interrupted
+    (Ctrl-C), 143 terminated (SIGTERM).
     """
     config = _load(pipeline, images=input, output=output, masks=masks, labels=labels, workers=workers,
                    backend="dask" if scheduler and not backend else backend, scheduler=scheduler)
@@ -93,25 +99,32 @@ def run(
 
 
 @app.command()
-def check(pipeline: Path = typer.Argument(..., help="Pipeline YAML to validate.", exists=True, dir_okay=False)) -> None:
-    """Validate a pipeline YAML (stages, parameters, paths, labels) without reading any image."""
+def check(
+    pipeline: Path = typer.Argument(..., help="Pipeline YAML to validate.", exists=True, dir_okay=False),
+    input: Optional[str] = _INPUT,
+    output: Optional[Path] = _OUTPUT,
+    masks: Optional[Path] = _MASKS,
+    labels: Optional[Path] = _LABELS,
+) -> None:
+    """Validate a pipeline (stages, parameters, paths, labels, output) as 'run' would, reading no image."""
     from handprep.pipeline.labels import LabelsError, read_labels
 
-    config = _load(pipeline)
+    config = _load(pipeline, images=input, output=output, masks=masks, labels=labels)
     if config.input.labels:
         try:
             read_labels(config.input.labels)
         except LabelsError as exc:
             _fail(str(exc))
     typer.echo(f"{pipeline}: valid — {len(config.stages)} stages: " + " → ".join(s.name for s in config.stages))
+    typer.echo(f"  input {config.input.images} → output {config.output}")
 
 
 @app.command()
 def stages() -> None:
     """List every stage with its parameters (type, range, default) and what it does."""
-    from handprep.stages import REGISTRY
+    from handprep.stages import load_stages
 
-    for stage in sorted(REGISTRY.values(), key=lambda s: s.name):
+    for stage in sorted(load_stages().values(), key=lambda s: s.name):
         typer.secho(f"{stage.name}  [{stage.kind}{', needs a mask' if stage.needs_mask else ''}]", bold=True)
         typer.echo(f"    {stage.doc}")
         for param in stage.params.values():

@@ -54,7 +54,7 @@ def _message_cell(cell_px: int, text: str) -> np.ndarray:
 
 def pick_cases(config: PipelineConfig, n: int = 4, ids: list[str] | None = None) -> list[Case]:
     """The named cases, or ``n`` spread evenly over the (sorted) input."""
-    cases = find_cases(config)
+    cases, _ = find_cases(config)
     if ids:
         by_id = {c.id: c for c in cases}
         missing = [i for i in ids if i not in by_id]

@@ -17,6 +17,7 @@ import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -356,17 +357,77 @@ def write_png(path: str | os.PathLike, image: np.ndarray, compression: int = 1) 
     return data
 
 
-def list_images(source: str | os.PathLike) -> list[Path]:
-    """Image files in a folder (not recursive) or matching a glob, sorted by name."""
+class InputScan(NamedTuple):
+    """What a folder or glob holds: radiographs to read, and every other entry with why it is not read."""
+
+    images: list[Path]
+    skipped: list[tuple[Path, str]]
+
+
+def input_root(images: str | os.PathLike) -> Path:
+    """The folder a glob or folder of inputs lives in (the part before the first wildcard)."""
+    parts = Path(images).parts
+    for i, part in enumerate(parts):
+        if any(ch in part for ch in "*?["):
+            return Path(*parts[:i]) if i else Path(".")
+    return Path(images)
+
+
+def _scan_paths(source: str | os.PathLike) -> tuple[list[Path], Path]:
     text = str(source)
     if any(ch in text for ch in "*?["):
         import glob
 
-        paths = [Path(p) for p in glob.glob(text, recursive=True)]
-    else:
-        folder = Path(source)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: input folder does not exist")
-        paths = [p for p in folder.iterdir()]
-    files = [p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
-    return sorted(files, key=lambda p: (p.stem, p.name))
+        return [Path(p) for p in glob.glob(text, recursive=True)], input_root(text)
+    folder = Path(source)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: input folder does not exist")
+    return list(folder.iterdir()), folder
+
+
+def _skip_reason(path: Path, root: Path) -> str | None:
+    """Why a folder entry is not read as a radiograph (None: read it). Reads at most 132 bytes."""
+    if path.name.startswith("."):
+        return "hidden file: not read"
+    if path.is_symlink() and root.resolve() not in path.resolve().parents:
+        return ("symbolic link to a file outside the input folder: not read (inputs are only read "
+                "inside the folder you name; copy the file in if it belongs to the batch)")
+    if path.is_dir():
+        return "a folder: not read (handprep does not descend into subfolders; use a glob such as DIR/**/*.dcm)"
+    if not path.is_file():
+        return "not a regular file: not read"
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return None
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(132)
+    except OSError as exc:
+        return f"cannot be opened ({exc.strerror}): check its permissions"
+    if sniff_format(head) is not None:
+        return None  # e.g. DICOM without an extension (IM0001), as scanners and PACS exports write
+    return (f"not a radiograph by name ('{path.suffix or 'no extension'}') or content: not read "
+            f"(handprep reads {', '.join(IMAGE_SUFFIXES)} and DICOM with any name)")
+
+
+def scan_inputs(source: str | os.PathLike) -> InputScan:
+    """Radiographs in a folder (not recursive) or matching a glob, sorted by name, and the rest.
+
+    Files are taken by extension, or by content when the extension is unknown (DICOM's
+    ``DICM`` preamble, PNG/JPEG/TIFF/BMP magic). Symbolic links leading outside the input
+    folder are never opened.
+    """
+    paths, root = _scan_paths(source)
+    images, skipped = [], []
+    for path in paths:
+        reason = _skip_reason(path, root)
+        if reason is None:
+            images.append(path)
+        else:
+            skipped.append((path, reason))
+    key = lambda p: (p.stem, p.name)  # noqa: E731
+    return InputScan(sorted(images, key=key), sorted(skipped, key=lambda item: key(item[0])))
+
+
+def list_images(source: str | os.PathLike) -> list[Path]:
+    """Radiograph files in a folder (not recursive) or matching a glob, sorted by name."""
+    return scan_inputs(source).images

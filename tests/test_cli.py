@@ -9,7 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cli.main import app
-from handprep.stages import REGISTRY
+from handprep.stages import load_stages
 from tests.conftest import REFERENCE_STAGES
 
 runner = CliRunner()
@@ -72,7 +72,7 @@ def test_check_and_stages(pipeline_file, phantom_set):
     result = runner.invoke(app, ["check", str(pipeline_file)])
     assert result.exit_code == 0 and "valid" in result.output and "clahe → sharpen" in result.output
     result = runner.invoke(app, ["stages"])
-    for name, stage in REGISTRY.items():
+    for name, stage in load_stages().items():
         assert name in result.output
         for param in stage.params:
             assert param in result.output

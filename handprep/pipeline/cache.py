@@ -111,7 +111,12 @@ def _parse_state(data: bytes) -> CaseState:
 
 
 def file_sha256(path: str | Path) -> str | None:
+    """Streamed SHA-256 of a file (None when it cannot be read): packed datasets are gigabytes."""
+    digest = hashlib.sha256()
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     except OSError:
         return None
+    return digest.hexdigest()

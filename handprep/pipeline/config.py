@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from handprep.io import input_root
 from handprep.stages.registry import ParamError, get_stage
 
 BACKENDS = ("loky", "threading", "sequential", "dask")
@@ -217,6 +218,9 @@ def parse_config(text: str, source: str = "<pipeline>", base_dir: str | os.PathL
 
     if check_paths:
         _check_paths(input_config, ctx)
+    problem = output_overlap(input_config, output)
+    if problem:
+        raise ctx.error(("output",), problem)
     return PipelineConfig(input=input_config, output=output, stages=tuple(steps), workers=workers, seed=seed,
                           backend=backend, scheduler=scheduler, export=export, source=source)
 
@@ -268,3 +272,29 @@ def _check_paths(config: InputConfig, ctx: _Context) -> None:
         raise ctx.error(("input", "masks"), f"mask folder {config.masks} does not exist (set input.masks or pass --masks)")
     if config.labels is not None and not Path(config.labels).is_file():
         raise ctx.error(("input", "labels"), f"labels file {config.labels} does not exist (set input.labels or pass --labels)")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def output_overlap(config: InputConfig, output: str | os.PathLike) -> str | None:
+    """Why ``output`` may not be used with these inputs, or None.
+
+    The runner writes and deletes files under the output folder, so an output that equals,
+    contains or lies inside an input or mask folder could overwrite or delete originals.
+    Paths are compared after resolving symbolic links.
+    """
+    out = Path(output).resolve()
+    folders = [("input", input_root(config.images))] + ([("mask", Path(config.masks))] if config.masks else [])
+    for what, folder in folders:
+        folder = folder.resolve()
+        if _inside(out, folder) or _inside(folder, out):
+            relation = "is" if out == folder else ("lies inside" if _inside(out, folder) else "contains")
+            return (f"output folder {output} {relation} the {what} folder {folder}: handprep writes and deletes "
+                    "files in its output folder, so it must be separate from the inputs; choose another "
+                    "--output (e.g. a sibling folder)")
+    if config.labels and _inside(Path(config.labels).resolve(), out):
+        return (f"labels file {config.labels} lies inside the output folder {output}; move it out or choose "
+                "another --output")
+    return None

@@ -1,13 +1,16 @@
 """The batch runner: images in parallel through the stage chain, cached, resumable, audited.
 
-Per image it reads the file once, hashes it, and either finds a verified final record in the
-cache (nothing else to do), resumes from the latest cached expensive product, or starts
-from the decoded image. One bad image becomes a ``failed`` row with its reason; the batch
-goes on. Orchestration only: image maths lives in ``handprep.stages``.
+A run first checks, in this process and without loading any model, which images already
+have a verified final record in the cache (a warm re-run ends there). Only the others go
+to the workers, which resume from the latest cached expensive product or start from the
+decoded image. One bad image becomes a ``failed`` row with its reason; the batch goes on.
+Every input-folder entry gets a manifest row, also when the run is interrupted, terminated
+or stopped by a full disk. Orchestration only: image maths lives in ``handprep.stages``.
 """
 from __future__ import annotations
 
 import csv
+import errno
 import io as _io
 import json
 import os
@@ -16,6 +19,7 @@ import sys
 import time
 import traceback
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,11 +28,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import handprep
-from handprep.io import ImageReadError, content_hash, decode_image, decode_mask, list_images, read_file_bytes, \
-    atomic_write_text, write_mask, write_png
+from handprep.io import ImageReadError, atomic_write_text, content_hash, decode_image, decode_mask, read_file_bytes, \
+    scan_inputs, write_mask, write_png
 from handprep.pipeline.cache import Cache, CaseState, chain_key, file_sha256
 from handprep.pipeline.chain import apply_step, metric_prefixes
-from handprep.pipeline.config import InputConfig, PipelineConfig
+from handprep.pipeline.config import InputConfig, PipelineConfig, output_overlap
+from handprep.pipeline.executor import Terminated, map_cases, terminate_as_interrupt, warmup_error
 from handprep.pipeline.labels import read_labels
 from handprep.pipeline.lock import OutputLock
 from handprep.stages.registry import StageError, get_stage
@@ -38,6 +43,12 @@ MANIFEST_BASE_COLUMNS = [
     "height", "width", "dtype", "format", "notes", "cached", "seconds", "stage_ms",
 ]
 MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
+MANIFEST_EVERY_S = 10.0  # a killed run still leaves a manifest at most this old
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+class OutputError(OSError):
+    """The output folder cannot be used (overlaps the inputs, read-only, or the disk is full)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +68,7 @@ class Plan:
     config: PipelineConfig
     output: str
     checkpoints: tuple[int, ...]  # steps whose product is cached
-    uses_torch: bool = False
+    warmups: tuple[tuple[str, dict], ...] = ()  # (stage, params) to load once per worker
 
     def keys(self, input_hash: str, mask_hash: str | None) -> list[str]:
         """Cache key after each step."""
@@ -77,10 +88,16 @@ class RunSummary:
     seconds: float
     dataset: dict | None = None
     interrupted: bool = False
+    terminated: bool = False  # SIGTERM rather than Ctrl-C
+    stopped: str = ""  # why the run stopped early (a full disk)
     messages: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return 143 if self.terminated else 130
+        if self.stopped:
+            return 4
         return 1 if self.counts.get("failed", 0) else 0
 
 
@@ -92,36 +109,29 @@ def build_plan(config: PipelineConfig) -> Plan:
     mask_steps = [i for i, s in enumerate(stages) if s.kind in ("mask", "segmenter")]
     if mask_steps and mask_steps[-1] < len(stages) - 1:
         checkpoints.add(mask_steps[-1])
-    uses_torch = any(s.name == "segment" for s in config.stages)
-    return Plan(config, str(Path(config.output)), tuple(sorted(checkpoints)), uses_torch)
+    warmups = tuple((s.name, s.params) for s, st in zip(config.stages, stages) if st.warmup is not None)
+    return Plan(config, str(Path(config.output)), tuple(sorted(checkpoints)), warmups)
 
 
-def find_cases(config: PipelineConfig) -> list[Case]:
-    """The input images, each with the mask path it should have (if masks are configured)."""
-    paths = list_images(config.input.images)
+def find_cases(config: PipelineConfig) -> tuple[list[Case], list[dict]]:
+    """The input images (each with the mask path it should have), and rows for the entries
+    of the input folder that are not read (other files, folders, links leading outside)."""
+    scan = scan_inputs(config.input.images)
     mask_files: dict[str, str] = {}
     if config.input.masks:
         for p in sorted(Path(config.input.masks).iterdir()):
             if p.suffix.lower() in MASK_SUFFIXES and not p.name.startswith("."):
                 mask_files.setdefault(p.stem, str(p))
     cases, first_path = [], {}
-    for p in paths:
+    for p in scan.images:
         mask_path = None
         if config.input.masks:
             mask_path = mask_files.get(p.stem, str(Path(config.input.masks) / f"{p.stem}.png"))
         duplicate = first_path.get(p.stem)
         first_path.setdefault(p.stem, str(p))
         cases.append(Case(p.stem, str(p), mask_path, duplicate))
-    return cases
-
-
-def _pin_threads(uses_torch: bool) -> None:
-    # Each worker is one core's worth of work; library thread pools would oversubscribe.
-    cv2.setNumThreads(1)
-    if uses_torch:
-        import torch
-
-        torch.set_num_threads(1)
+    skipped = [{"id": p.name, "path": str(p), "status": "skipped", "reason": reason} for p, reason in scan.skipped]
+    return cases, skipped
 
 
 def read_case_mask(case: Case) -> bytes:
@@ -166,6 +176,33 @@ def decode_case(case: Case, cfg: InputConfig, data: bytes, mask_data: bytes | No
     return image, mask, metrics
 
 
+# --- one case ---------------------------------------------------------------------------
+
+@dataclass
+class _Identity:
+    """What a case is, by content: its bytes, hashes and cache keys."""
+
+    data: bytes
+    mask_data: bytes | None
+    keys: list[str]
+    record_key: str
+
+
+def _identify(case: Case, plan: Plan, row: dict) -> _Identity:
+    if case.duplicate_of:
+        raise StageError(f"another input has the same name stem '{case.id}' ({case.duplicate_of}); "
+                         "outputs are named by stem, so rename one of them")
+    data = read_file_bytes(case.path)
+    row["sha256"] = input_hash = content_hash(data)
+    mask_data = mask_hash = None
+    if case.mask_path is not None:
+        mask_data = read_case_mask(case)
+        mask_hash = content_hash(mask_data)
+    keys = plan.keys(input_hash, mask_hash)
+    # outputs are named by id, so the final record is per id (states are shared by content)
+    return _Identity(data, mask_data, keys, chain_key({"final": keys[-1], "id": case.id}))
+
+
 def _outputs_valid(record: dict, output_dir: Path) -> bool:
     for entry in record.get("outputs", {}).values():
         if file_sha256(output_dir / entry["path"]) != entry["sha256"]:
@@ -173,96 +210,137 @@ def _outputs_valid(record: dict, output_dir: Path) -> bool:
     return True
 
 
-def process_case(case: Case, plan: Plan) -> dict:
-    """Run one image through the chain; return its manifest row. Never raises for bad input."""
-    _pin_threads(plan.uses_torch)
-    started = time.perf_counter()
-    output_dir = Path(plan.output)
-    cache = Cache(output_dir)
-    steps = plan.config.stages
-    prefixes = metric_prefixes(steps)
-    row: dict = {"id": case.id, "path": case.path, "status": "failed", "reason": "", "cached": ""}
-    stage_ms: dict[str, float] = {}
-    current = "read"
-    try:
-        if case.duplicate_of:
-            raise StageError(f"another input has the same name stem '{case.id}' ({case.duplicate_of}); "
-                             "outputs are named by stem, so rename one of them")
-        data = read_file_bytes(case.path)
-        row["sha256"] = input_hash = content_hash(data)
-        mask_data = mask_hash = None
-        if case.mask_path is not None:
-            mask_data = read_case_mask(case)
-            mask_hash = content_hash(mask_data)
-        keys = plan.keys(input_hash, mask_hash)
-        # outputs are named by id, so the final record is per id (states are shared by content)
-        record_key = chain_key({"final": keys[-1], "id": case.id})
+def cached_row(case: Case, plan: Plan) -> dict | None:
+    """The case's manifest row when a verified final record and its outputs exist, else None.
 
-        record = cache.load_record(record_key)
-        if record is not None and _outputs_valid(record, output_dir):
-            row.update(record["row"])
-            row.update(path=case.path, cached="all")
+    Cheap (read, hash, compare): no image is decoded and no model is loaded.
+    """
+    row = _new_row(case)
+    try:
+        ident = _identify(case, plan, row)
+    except (OSError, ImageReadError, StageError):
+        return None  # the worker reports it with its reason
+    record = Cache(Path(plan.output)).load_record(ident.record_key)
+    if record is None or not _outputs_valid(record, Path(plan.output)):
+        return None
+    row.update(record["row"])
+    row.update(path=case.path, cached="all")
+    return row
+
+
+def _new_row(case: Case) -> dict:
+    return {"id": case.id, "path": case.path, "status": "failed", "reason": "", "cached": ""}
+
+
+def _resume(plan: Plan, cache: Cache, ident: _Identity, case: Case, row: dict):
+    """Start from the latest cached expensive product, else from the decoded image."""
+    start, state = 0, None
+    for index in reversed(plan.checkpoints):
+        state = cache.load_state(ident.keys[index])
+        if state is not None:
+            start = index + 1
+            row["cached"] = metric_prefixes(plan.config.stages)[index]
+            break
+    image, mask, metrics = decode_case(case, plan.config.input, ident.data, ident.mask_data, row)
+    decoded = image
+    if state is not None:
+        image = state.image if state.image is not None else image
+        mask, metrics = state.mask, state.metrics
+    return start, image, mask, metrics, decoded
+
+
+def _run_steps(plan: Plan, cache: Cache, ident: _Identity, start: int, image, mask, metrics: dict, decoded,
+               stage_ms: dict, where: list) -> tuple[bool, str, np.ndarray, np.ndarray | None]:
+    steps, prefixes = plan.config.stages, metric_prefixes(plan.config.stages)
+    for index in range(start, len(steps)):
+        step = steps[index]
+        where[0] = step.name
+        problem = warmup_error(step.name)
+        if problem:
+            raise StageError(problem)
+        t0 = time.perf_counter()
+        result = apply_step(step, image, mask)
+        stage_ms[prefixes[index]] = round((time.perf_counter() - t0) * 1000, 1)
+        image, mask = result.image, result.mask
+        metrics.update({f"{prefixes[index]}.{k}": v for k, v in result.metrics.items()})
+        if not result.keep:
+            return False, result.reason, image, mask
+        if index in plan.checkpoints:
+            # stages return their input when they change nothing: then store no image,
+            # re-decode the input on resume (a full-size copy per image would be huge)
+            cache.save_state(ident.keys[index], CaseState(None if image is decoded else image, mask, metrics))
+    return True, "", image, mask
+
+
+def _write_outputs(plan: Plan, case: Case, image, mask) -> dict:
+    output_dir = Path(plan.output)
+    outputs = {}
+    written = write_png(output_dir / "images" / f"{case.id}.png", image, plan.config.export.png_compression)
+    outputs["image"] = {"path": f"images/{case.id}.png", "sha256": content_hash(written)}
+    if mask is not None and plan.config.export.save_masks:
+        written = write_mask(output_dir / "masks" / f"{case.id}.png", mask)
+        outputs["mask"] = {"path": f"masks/{case.id}.png", "sha256": content_hash(written)}
+    return outputs
+
+
+def _finish_row(row: dict, keep: bool, reason: str, image, outputs: dict, metrics: dict, stage_ms: dict) -> None:
+    row.update(metrics)
+    row.update(status="ok" if keep else "dropped", reason=reason,
+               output=outputs.get("image", {}).get("path", ""),
+               output_sha256=outputs.get("image", {}).get("sha256", ""),
+               out_height=image.shape[0] if keep else "", out_width=image.shape[1] if keep else "",
+               mask_output=outputs.get("mask", {}).get("path", ""),
+               stage_ms=";".join(f"{k}={v}" for k, v in stage_ms.items()))
+
+
+def process_case(case: Case, plan: Plan) -> dict:
+    """Run one image through the chain; return its manifest row. Never raises for bad input.
+
+    A row with ``fatal`` set means the output folder cannot take more files (disk full,
+    read-only): the runner stops the batch.
+    """
+    started = time.perf_counter()
+    cache = Cache(Path(plan.output))
+    row, stage_ms, where = _new_row(case), {}, ["read"]
+    try:
+        ident = _identify(case, plan, row)
+        record = cache.load_record(ident.record_key)
+        if record is not None and _outputs_valid(record, Path(plan.output)):
+            row.update(record["row"], path=case.path, cached="all")
             row["seconds"] = round(time.perf_counter() - started, 4)
             return row
-
-        start, state = 0, None
-        for index in reversed(plan.checkpoints):
-            state = cache.load_state(keys[index])
-            if state is not None:
-                start = index + 1
-                row["cached"] = prefixes[index]
-                break
-        image, mask, metrics = decode_case(case, plan.config.input, data, mask_data, row)
-        decoded = image
-        if state is not None:
-            image = state.image if state.image is not None else image
-            mask, metrics = state.mask, state.metrics
-
-        keep, reason = True, ""
-        for index in range(start, len(steps)):
-            step = steps[index]
-            current = step.name
-            t0 = time.perf_counter()
-            result = apply_step(step, image, mask)
-            stage_ms[prefixes[index]] = round((time.perf_counter() - t0) * 1000, 1)
-            image, mask = result.image, result.mask
-            metrics.update({f"{prefixes[index]}.{k}": v for k, v in result.metrics.items()})
-            if not result.keep:
-                keep, reason = False, result.reason
-                break
-            if index in plan.checkpoints:
-                # stages return their input when they change nothing: then store no image,
-                # re-decode the input on resume (a full-size copy per image would be huge)
-                cache.save_state(keys[index], CaseState(None if image is decoded else image, mask, metrics))
-        current = "write"
-        outputs = {}
-        if keep:
-            compression = plan.config.export.png_compression
-            written = write_png(output_dir / "images" / f"{case.id}.png", image, compression)
-            outputs["image"] = {"path": f"images/{case.id}.png", "sha256": content_hash(written)}
-            if mask is not None and plan.config.export.save_masks:
-                written = write_mask(output_dir / "masks" / f"{case.id}.png", mask)
-                outputs["mask"] = {"path": f"masks/{case.id}.png", "sha256": content_hash(written)}
-        row.update(metrics)
-        row.update(status="ok" if keep else "dropped", reason=reason,
-                   output=outputs.get("image", {}).get("path", ""),
-                   output_sha256=outputs.get("image", {}).get("sha256", ""),
-                   out_height=image.shape[0] if keep else "", out_width=image.shape[1] if keep else "",
-                   mask_output=outputs.get("mask", {}).get("path", ""),
-                   stage_ms=";".join(f"{k}={v}" for k, v in stage_ms.items()))
-        cached_row = {k: v for k, v in row.items() if k not in ("cached", "seconds")}
-        cache.save_record(record_key, {"row": cached_row, "outputs": outputs})
+        start, image, mask, metrics, decoded = _resume(plan, cache, ident, case, row)
+        keep, reason, image, mask = _run_steps(plan, cache, ident, start, image, mask, metrics, decoded,
+                                               stage_ms, where)
+        where[0] = "write"
+        outputs = _write_outputs(plan, case, image, mask) if keep else {}
+        _finish_row(row, keep, reason, image, outputs, metrics, stage_ms)
+        cached = {k: v for k, v in row.items() if k not in ("cached", "seconds")}
+        cache.save_record(ident.record_key, {"row": cached, "outputs": outputs})
     except (ImageReadError, StageError) as exc:
-        row["reason"] = str(exc) if current in ("read", "write") else f"{current}: {exc}"
+        row["reason"] = str(exc) if where[0] in ("read", "write") else f"{where[0]}: {exc}"
+    except OSError as exc:
+        row["reason"] = _os_error_reason(exc, where[0], case)
+        row["fatal"] = exc.errno in _NO_SPACE and where[0] != "read"
     except MemoryError:
-        row["reason"] = f"{current}: out of memory; lower input.max_side_px or use fewer --workers"
+        row["reason"] = f"{where[0]}: out of memory; lower input.max_side_px or use fewer --workers"
     except Exception as exc:  # a bug or an unforeseen input: record it, keep the batch going
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        row["reason"] = (f"{current}: unexpected {type(exc).__name__}: {exc} "
-                         f"(at {Path(where.filename).name}:{where.lineno}; please report this)")
+        at = traceback.extract_tb(exc.__traceback__)[-1]
+        row["reason"] = (f"{where[0]}: unexpected {type(exc).__name__}: {exc} "
+                         f"(at {Path(at.filename).name}:{at.lineno}; please report this)")
     row["seconds"] = round(time.perf_counter() - started, 4)
     return row
 
+
+def _os_error_reason(exc: OSError, where: str, case: Case) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{where}: the output disk is full ({exc.filename or ''}); free some space and run again to resume"
+    if exc.errno == errno.EROFS:
+        return f"{where}: the output folder is on a read-only file system; choose another --output"
+    return f"{where}: {exc.strerror or exc} ({exc.filename or case.path})"
+
+
+# --- the whole batch --------------------------------------------------------------------
 
 def _clean_stray_temp_files(output_dir: Path) -> int:
     removed = 0
@@ -279,20 +357,31 @@ def _clean_stray_temp_files(output_dir: Path) -> int:
     return removed
 
 
-def _remove_stale_outputs(output_dir: Path, rows: list[dict]) -> int:
-    """Keep images/ and masks/ equal to the manifest: drop files of images not ok in this run."""
-    keep = {r["output"] for r in rows if r["status"] == "ok"} | {r["mask_output"] for r in rows if r["status"] == "ok"}
+def _previous_outputs(output_dir: Path) -> set[str]:
+    """Files the previous run's manifest says it wrote (the only ones a run may delete)."""
+    path = output_dir / "manifest.csv"
+    try:
+        with open(path, newline="") as handle:
+            return {r[k] for r in csv.DictReader(handle) for k in ("output", "mask_output") if r.get(k)}
+    except (OSError, csv.Error):
+        return set()
+
+
+def _remove_stale_outputs(output_dir: Path, rows: list[dict], written_before: set[str]) -> int:
+    """Keep images/ and masks/ equal to the manifest: delete files of images that are no longer
+    ok — only files an earlier run recorded writing, never anything else in the folder."""
+    keep = {r.get(k) for r in rows if r["status"] == "ok" for k in ("output", "mask_output")}
     removed = 0
-    for folder in ("images", "masks"):
-        for p in (output_dir / folder).glob("*.png") if (output_dir / folder).is_dir() else []:
-            if f"{folder}/{p.name}" not in keep:
-                p.unlink()
-                removed += 1
+    for relative in sorted(written_before - keep):
+        path = output_dir / relative
+        if relative.startswith(("images/", "masks/")) and ".." not in Path(relative).parts and path.is_file():
+            path.unlink()
+            removed += 1
     return removed
 
 
 def write_manifest(path: Path, rows: list[dict]) -> None:
-    extra = sorted({k for r in rows for k in r} - set(MANIFEST_BASE_COLUMNS))
+    extra = sorted({k for r in rows for k in r} - set(MANIFEST_BASE_COLUMNS) - {"fatal"})
     buffer = _io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=MANIFEST_BASE_COLUMNS + extra, extrasaction="ignore", restval="")
     writer.writeheader()
@@ -301,113 +390,200 @@ def write_manifest(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def environment() -> dict:
-    """Versions that decide the outputs, for run.json."""
-    import joblib
-    import skimage
+def _package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def environment(config: PipelineConfig | None = None) -> dict:
+    """Versions and model hashes that decide the outputs, for run.json (nothing is imported)."""
     versions = {"handprep": handprep.__version__, "python": platform.python_version(), "numpy": np.__version__,
-                "opencv": cv2.__version__, "scikit-image": skimage.__version__, "joblib": joblib.__version__}
-    if "torch" in sys.modules:
-        versions["torch"] = sys.modules["torch"].__version__
-    return {"versions": versions, "platform": platform.platform(), "cpu_count": os.cpu_count()}
+                "opencv": cv2.__version__}
+    for name in ("scikit-image", "joblib", "torch", "segmentation-models-pytorch", "timm", "pydicom", "mediapipe"):
+        versions[name] = _package_version(name)
+    info = {"versions": versions, "platform": platform.platform(), "cpu_count": os.cpu_count()}
+    if config is not None:
+        info["stage_files"] = {f"{i}:{s.name}": s.key()["uses"] for i, s in enumerate(config.stages)
+                               if "uses" in s.key()}
+    return info
 
 
-def _map_cases(cases: list[Case], plan: Plan):
-    """Yield rows as images finish, on the configured backend."""
-    config = plan.config
-    workers = config.n_workers
-    if config.backend == "sequential" or (workers == 1 and config.backend != "dask"):
-        threads = cv2.getNumThreads()
-        torch_threads = None
-        if plan.uses_torch:
-            import torch
+def check_output(config: PipelineConfig) -> Path:
+    """Refuse an output that overlaps the inputs or cannot be written, before reading anything."""
+    problem = output_overlap(config.input, config.output)
+    if problem:
+        raise OutputError(problem)
+    output_dir = Path(config.output)
+    probe = output_dir / f".handprep-write-test-{os.getpid()}.tmp"
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write to the output folder {output_dir} ({exc.strerror}); "
+                          "choose a writable --output or fix its permissions") from None
+    return output_dir
 
-            torch_threads = torch.get_num_threads()
+
+class _Reserve:
+    """A few MiB held on the output disk, given up when it fills, so the manifest still fits."""
+
+    def __init__(self, output_dir: Path, n_rows: int):
+        self.path = output_dir / ".cache" / ".reserve"
+        size = (2 << 20) + 1024 * n_rows
         try:
-            for case in cases:
-                yield process_case(case, plan)
-        finally:
-            cv2.setNumThreads(threads)
-            if torch_threads is not None:
-                torch.set_num_threads(torch_threads)
-        return
-    from joblib import Parallel, delayed, parallel_config
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.is_file() or self.path.stat().st_size != size:
+                with open(self.path, "wb") as handle:
+                    handle.truncate(size)
+                    os.posix_fallocate(handle.fileno(), 0, size) if hasattr(os, "posix_fallocate") else None
+        except OSError:
+            self.path.unlink(missing_ok=True)  # already too full: nothing to hold
 
-    tasks = (delayed(process_case)(case, plan) for case in cases)
-    if config.backend == "dask":
-        try:
-            from dask.distributed import Client, LocalCluster
-        except ImportError:
-            raise RuntimeError("backend 'dask' needs dask.distributed: pip install 'handprep[dask]'") from None
-        cluster = None
-        if config.scheduler:
-            client = Client(config.scheduler)
-        else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-            client = Client(cluster)
-        try:
-            with parallel_config(backend="dask"):
-                yield from Parallel(return_as="generator_unordered")(tasks)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-        return
-    yield from Parallel(n_jobs=workers, backend=config.backend, return_as="generator_unordered")(tasks)
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class _Progress:
+    """Rows as they come, a progress bar, and a manifest rewritten every few seconds."""
+
+    def __init__(self, output_dir: Path, total: int, rows: list[dict], progress: bool):
+        self.output_dir, self.rows, self.counts = output_dir, rows, Counter()
+        self.bar = tqdm(total=total, desc="handprep run", unit="img", disable=not progress, dynamic_ncols=True)
+        self.saved_at = time.monotonic()
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        self.counts[row["status"]] += 1
+        if row.get("cached") == "all":
+            self.counts["cached"] += 1
+        self.bar.update(1)
+        self.bar.set_postfix(ok=self.counts["ok"], dropped=self.counts["dropped"], failed=self.counts["failed"],
+                             refresh=False)
+        if time.monotonic() - self.saved_at > MANIFEST_EVERY_S:
+            write_manifest(self.output_dir / "manifest.csv", self.rows)
+            self.saved_at = time.monotonic()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _warm_rows(cases: list[Case], plan: Plan, progress: _Progress) -> list[Case]:
+    """Serve every case with a verified final record; return the cases that need work."""
+    todo = []
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
+        for case, row in zip(cases, pool.map(lambda c: cached_row(c, plan), cases)):
+            if row is None:
+                todo.append(case)
+            else:
+                row["seconds"] = 0.0
+                progress.add(row)
+    return todo
+
+
+def _process(cases: list[Case], plan: Plan, progress: _Progress, summary: RunSummary) -> None:
+    todo = _warm_rows(cases, plan, progress)
+    scratch = Path(plan.output) / ".cache" / "dask-scratch"
+    for row in map_cases(process_case, todo, plan, plan.warmups if todo else (), scratch):
+        if row.pop("fatal", False):
+            summary.stopped = row["reason"]
+            row["status"], row["reason"] = "pending", f"not finished: {row['reason']}"
+            progress.add(row)
+            break
+        progress.add(row)
+
+
+def _pending_rows(cases: list[Case], rows: list[dict], why: str) -> list[dict]:
+    done = {r["path"] for r in rows}
+    return [{"id": c.id, "path": c.path, "status": "pending", "reason": why} for c in cases if c.path not in done]
 
 
 def run_pipeline(config: PipelineConfig, progress: bool = True, pack: bool | None = None) -> RunSummary:
     """Process every input image; write outputs, manifest.csv, run.json and the packed dataset.
 
-    Raises ``LabelsError`` (bad labels file), ``OutputLockedError`` (folder busy) or
-    ``FileNotFoundError`` (no inputs) before touching any image.
+    Raises ``OutputError`` (output overlaps an input or is not writable), ``LabelsError`` (bad
+    labels file), ``OutputLockedError`` (folder busy) or ``FileNotFoundError`` (no inputs)
+    before reading any image. Never writes, moves or deletes anything outside the output.
     """
-    from handprep.pipeline.dataset import pack_dataset
-
-    output_dir = Path(config.output)
     started = time.time()
+    output_dir = check_output(config)
     with OutputLock(output_dir):
         _clean_stray_temp_files(output_dir)
         labels = read_labels(config.input.labels) if config.input.labels else None
-        cases = find_cases(config)
+        cases, skipped = find_cases(config)
         if not cases:
             raise FileNotFoundError(f"no images found in {config.input.images} "
-                                    "(looked for .png .jpg .jpeg .tif .tiff .bmp .dcm)")
+                                    f"({len(skipped)} other entries; looked for .png .jpg .jpeg .tif .tiff .bmp "
+                                    ".dcm and DICOM files without extension)")
         plan = build_plan(config)
         run_info = {"config": config.to_dict(), "seed": config.seed, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "command": sys.argv, **environment(), "images": len(cases), "finished": None}
+                    "command": sys.argv, **environment(config), "images": len(cases), "finished": None}
         atomic_write_text(output_dir / "run.json", json.dumps(run_info, indent=2, default=str))
-
-        rows: list[dict] = []
-        counts: Counter = Counter()
-        summary = RunSummary(rows, counts, output_dir, 0.0)
-        bar = tqdm(total=len(cases), desc="handprep run", unit="img", disable=not progress, dynamic_ncols=True)
+        written_before = _previous_outputs(output_dir)
+        reserve = _Reserve(output_dir, len(cases) + len(skipped))
+        rows: list[dict] = list(skipped)
+        tracker = _Progress(output_dir, len(cases), rows, progress)
+        summary = RunSummary(rows, tracker.counts, output_dir, 0.0)
         try:
-            for row in _map_cases(cases, plan):
-                rows.append(row)
-                counts[row["status"]] += 1
-                if row.get("cached") == "all":
-                    counts["cached"] += 1
-                bar.update(1)
-                bar.set_postfix(ok=counts["ok"], dropped=counts["dropped"], failed=counts["failed"], refresh=False)
-        except KeyboardInterrupt:
-            summary.interrupted = True
+            with terminate_as_interrupt():
+                _process(cases, plan, tracker, summary)
+        except KeyboardInterrupt as exc:
+            summary.interrupted, summary.terminated = True, isinstance(exc, Terminated)
         finally:
-            bar.close()
-        if summary.interrupted:
-            write_manifest(output_dir / "manifest.csv", rows)
-            summary.messages.append(f"interrupted after {len(rows)} of {len(cases)} images; "
-                                    "finished images are cached: run the same command again to resume")
-            summary.seconds = time.time() - started
-            return summary
-        _remove_stale_outputs(output_dir, rows)
-        write_manifest(output_dir / "manifest.csv", rows)
-        if pack if pack is not None else config.export.pack:
-            summary.dataset = pack_dataset(output_dir, rows, labels, config.input.labels, progress=progress)
+            tracker.close()
+        tracker.counts["skipped"] += len(skipped)
+        _close_run(summary, cases, rows, reserve, written_before)
+        if not (summary.interrupted or summary.stopped) and (pack if pack is not None else config.export.pack):
+            summary.dataset = pack_dataset_safely(output_dir, rows, labels, config.input.labels, progress)
             summary.messages.extend(summary.dataset.get("messages", []))
         summary.seconds = time.time() - started
         run_info.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), seconds=round(summary.seconds, 3),
-                        counts=dict(counts), dataset={k: v for k, v in (summary.dataset or {}).items() if k != "messages"})
-        atomic_write_text(output_dir / "run.json", json.dumps(run_info, indent=2, default=str))
+                        counts=dict(tracker.counts), interrupted=summary.interrupted, stopped=summary.stopped,
+                        dataset={k: v for k, v in (summary.dataset or {}).items() if k != "messages"})
+        _try_write(output_dir / "run.json", json.dumps(run_info, indent=2, default=str), summary)
     return summary
+
+
+def _close_run(summary: RunSummary, cases: list[Case], rows: list[dict], reserve: _Reserve,
+               written_before: set[str]) -> None:
+    """Manifest (with a row for every unfinished image) and the folder mirror, after any ending."""
+    output_dir = summary.output
+    if summary.interrupted or summary.stopped:
+        why = ("not processed: the run was " + ("terminated" if summary.terminated else "interrupted")
+               if summary.interrupted else f"not processed: {summary.stopped}")
+        rows.extend(_pending_rows(cases, rows, why + "; run the same command again to resume"))
+        summary.counts["pending"] = sum(r["status"] == "pending" for r in rows)
+        what = "terminated" if summary.terminated else "interrupted"
+        summary.messages.append(
+            f"{what} after {len(cases) - summary.counts['pending']} of {len(cases)} images; finished images are "
+            "cached: run the same command again to resume" if summary.interrupted else
+            f"stopped: {summary.stopped}")
+    else:
+        _remove_stale_outputs(output_dir, rows, written_before)
+    reserve.release()  # its space is now the manifest's
+    _try_write(output_dir / "manifest.csv", None, summary, rows)
+
+
+def _try_write(path: Path, text: str | None, summary: RunSummary, rows: list[dict] | None = None) -> None:
+    try:
+        if rows is not None:
+            write_manifest(path, rows)
+        else:
+            atomic_write_text(path, text)
+    except OSError as exc:
+        summary.stopped = summary.stopped or f"cannot write {path.name}: {exc.strerror}"
+        summary.messages.append(f"could not write {path} ({exc.strerror}); the last one written during the run "
+                                "is still there")
+
+
+def pack_dataset_safely(output_dir: Path, rows: list[dict], labels, labels_path, progress: bool) -> dict:
+    from handprep.pipeline.dataset import pack_dataset
+
+    try:
+        return pack_dataset(output_dir, rows, labels, labels_path, progress=progress)
+    except OSError as exc:
+        return {"packed": 0, "messages": [f"dataset not packed: {exc.strerror or exc}; free some space and run again"]}

@@ -7,7 +7,6 @@ to keep the shipped model small; they are restored to float32 on load.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -15,9 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-FORMAT = "handprep-segmenter"
-FORMAT_VERSION = 1
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "segmenter_default.pt"
+from handprep.segment.files import (DEFAULT_MODEL, FORMAT, FORMAT_VERSION, ModelFileError,  # noqa: F401
+                                    file_digest, resolve_model_path)
 
 # Architecture presets: (encoder, encoder_depth, decoder_channels)
 ARCHITECTURES = {
@@ -26,10 +24,6 @@ ARCHITECTURES = {
     "resnet18": ("resnet18", 5, (128, 64, 32, 16, 8)),
     "resnet34": ("resnet34", 5, (256, 128, 64, 32, 16)),  # the reference report's encoder
 }
-
-
-class ModelFileError(ValueError):
-    """A model file is missing, unreadable or not a handprep segmenter."""
 
 
 def build_unet(encoder: str = "tu-mobilenetv3_small_100", encoder_depth: int = 5,
@@ -95,16 +89,6 @@ def save_model(path: str | os.PathLike, model: nn.Module, meta: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def resolve_model_path(model: str | os.PathLike, base_dir: str | os.PathLike | None = None) -> Path:
-    """``"default"`` → the shipped model; a relative path → relative to ``base_dir``."""
-    if str(model) == "default":
-        return DEFAULT_MODEL
-    path = Path(os.path.expanduser(str(model)))
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    return path
-
-
 def read_model_file(path: str | os.PathLike) -> dict:
     """Load and check a model file (weights_only); raise ModelFileError with the fix."""
     path = Path(path)
@@ -137,10 +121,6 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: weights do not fit the {meta['encoder']} U-Net it names ({exc})") from exc
     return model.to(device).eval(), meta
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def pick_device(device: str = "auto") -> torch.device:

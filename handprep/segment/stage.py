@@ -1,4 +1,9 @@
-"""The ``segment`` pipeline stage: a hand mask from the U-Net (torch is imported on first use)."""
+"""The ``segment`` pipeline stage: a hand mask from the U-Net.
+
+Validating a pipeline and computing cache keys need only the model file's structure and
+hash (``segment.files``, no torch); torch and the weights load in ``warmup``, once per
+worker, and only when some image still has to be segmented.
+"""
 from __future__ import annotations
 
 import functools
@@ -7,16 +12,15 @@ from typing import Annotated, Literal
 
 import numpy as np
 
+from handprep.segment.files import ModelFileError, check_model_archive, file_digest, resolve_model_path
 from handprep.stages.registry import ParamError, Range, StageError, stage
 
 
 def _prepare(params: dict, base_dir: Path) -> dict:
     """Resolve the model path against the YAML's folder and check the file before any image."""
-    from handprep.segment.model import ModelFileError, read_model_file, resolve_model_path
-
     path = resolve_model_path(params["model"], base_dir)
     try:
-        read_model_file(path)
+        check_model_archive(path)
     except ModelFileError as exc:
         raise ParamError("model", str(exc)) from None
     return {**params, "model": "default" if params["model"] == "default" else str(path)}
@@ -24,20 +28,26 @@ def _prepare(params: dict, base_dir: Path) -> dict:
 
 @functools.lru_cache(maxsize=8)
 def _model_digest(path: str, mtime: float) -> str:
-    from handprep.segment.model import file_digest
-
     return file_digest(path)
 
 
 def _identity(params: dict) -> dict:
     """The model file's content hash: retraining or upgrading the default model misses the cache."""
-    from handprep.segment.model import resolve_model_path
-
     path = resolve_model_path(params["model"])
     return {"model_sha256": _model_digest(str(path), path.stat().st_mtime)}
 
 
-@stage("segment", kind="segmenter", expensive=True, prepare=_prepare, identity=_identity)
+def _warmup(params: dict) -> None:
+    """Load the model into this process's cache (raises StageError with the file's problem)."""
+    from handprep.segment.infer import get_segmenter
+
+    try:
+        get_segmenter(params["model"], params["device"])
+    except ModelFileError as exc:
+        raise StageError(str(exc)) from None
+
+
+@stage("segment", kind="segmenter", expensive=True, prepare=_prepare, identity=_identity, warmup=_warmup)
 def segment(
     image: np.ndarray,
     model: str = "default",
@@ -57,7 +67,6 @@ def segment(
     file from ``handprep segment-train``.
     """
     from handprep.segment.infer import get_segmenter
-    from handprep.segment.model import ModelFileError
 
     try:
         segmenter = get_segmenter(model, device)

@@ -1,6 +1,8 @@
-"""Pipeline stages: pure functions over arrays, registered by name (see ``registry``)."""
-from handprep.stages import contrast, enhance, geometry, mask  # noqa: F401  (registers the stages)
-from handprep.segment import stage as _segment_stage  # noqa: F401,E402  (torch loads on first use)
-from handprep.stages.registry import REGISTRY, Geometry, StageError, Verdict, get_stage, stage
+"""Pipeline stages: pure functions over arrays, registered by name (see ``registry``).
 
-__all__ = ["REGISTRY", "Geometry", "StageError", "Verdict", "get_stage", "stage"]
+Importing this package registers nothing by itself: ``registry.load_stages()`` imports the
+stage modules (these and the capability packages' stage modules) on first use.
+"""
+from handprep.stages.registry import REGISTRY, Geometry, StageError, Verdict, get_stage, load_stages, stage
+
+__all__ = ["REGISTRY", "Geometry", "StageError", "Verdict", "get_stage", "load_stages", "stage"]

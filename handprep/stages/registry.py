@@ -110,6 +110,7 @@ class Stage:
     needs_mask: bool = False
     prepare: Callable | None = None  # f(params, base_dir) -> params: resolve paths, check files (config time)
     identity: Callable | None = None  # f(params) -> dict added to cache keys (e.g. a model file's hash)
+    warmup: Callable | None = None  # f(params): load heavy state (a model) once per worker, before any image
 
     @property
     def gives_mask(self) -> bool:
@@ -190,12 +191,15 @@ def _param_from_annotation(name: str, annotation: Any, default: Any) -> Param:
 
 def stage(name: str, kind: str, version: int = 1, expensive: bool = False,
           describe: Callable | None = None, needs_mask: bool | None = None,
-          prepare: Callable | None = None, identity: Callable | None = None) -> Callable:
+          prepare: Callable | None = None, identity: Callable | None = None,
+          warmup: Callable | None = None) -> Callable:
     """Register a function as a pipeline stage.
 
     ``version`` is part of every cache key: bump it when the function's output changes for
     the same input and parameters. ``prepare(params, base_dir)`` runs at config validation
-    (resolve a relative path, check a file exists) and raises ParamError on problems.
+    (resolve a relative path, check a file exists) and raises ParamError on problems;
+    ``identity(params)`` adds what the parameters point to (a model file's hash) to cache keys;
+    ``warmup(params)`` loads heavy state once per worker process before its first image.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown stage kind {kind!r}")
@@ -216,16 +220,30 @@ def stage(name: str, kind: str, version: int = 1, expensive: bool = False,
         doc = (inspect.getdoc(func) or "").split("\n\n")[0].replace("\n", " ")
         mask_needed = kind in ("masked", "mask") if needs_mask is None else needs_mask
         REGISTRY[name] = Stage(name, func, kind, version, params, expensive, describe, doc, mask_needed, prepare,
-                               identity)
+                               identity, warmup)
         return func
 
     return register
 
 
+# Capability packages that contribute stages. They import this module, so it imports them
+# by name and lazily, on the first look-up: stages/ never imports from the packages above it.
+PLUGIN_MODULES = ("handprep.stages.contrast", "handprep.stages.enhance", "handprep.stages.geometry",
+                  "handprep.stages.mask", "handprep.segment.stage")
+
+
+def load_stages() -> dict[str, Stage]:
+    """Every registered stage by name (imports the modules that define them once)."""
+    import importlib
+
+    for module in PLUGIN_MODULES:
+        importlib.import_module(module)
+    return REGISTRY
+
+
 def get_stage(name: str) -> Stage:
     """Look a stage up by name, listing the valid names if it is unknown."""
-    import handprep.stages  # noqa: F401  (importing the package registers all stages)
-
+    load_stages()
     try:
         return REGISTRY[name]
     except KeyError:
