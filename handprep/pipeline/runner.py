@@ -449,11 +449,18 @@ class _Reserve:
 
 
 class _Progress:
-    """Rows as they come, a progress bar, and a manifest rewritten every few seconds."""
+    """Rows as they come, a progress bar, and a manifest rewritten every few seconds (unfinished
+    images listed as pending), so even a killed run leaves a manifest."""
 
-    def __init__(self, output_dir: Path, total: int, rows: list[dict], progress: bool):
-        self.output_dir, self.rows, self.counts = output_dir, rows, Counter()
-        self.bar = tqdm(total=total, desc="handprep run", unit="img", disable=not progress, dynamic_ncols=True)
+    def __init__(self, output_dir: Path, cases: list[Case], rows: list[dict], progress: bool):
+        self.output_dir, self.cases, self.rows, self.counts = output_dir, cases, rows, Counter()
+        self.bar = tqdm(total=len(cases), desc="handprep run", unit="img", disable=not progress, dynamic_ncols=True)
+        self.save()
+
+    def save(self) -> None:
+        pending = _pending_rows(self.cases, self.rows, "not processed yet (the run is going on, or was killed: "
+                                                       "run the same command again to resume)")
+        write_manifest(self.output_dir / "manifest.csv", self.rows + pending)
         self.saved_at = time.monotonic()
 
     def add(self, row: dict) -> None:
@@ -465,8 +472,7 @@ class _Progress:
         self.bar.set_postfix(ok=self.counts["ok"], dropped=self.counts["dropped"], failed=self.counts["failed"],
                              refresh=False)
         if time.monotonic() - self.saved_at > MANIFEST_EVERY_S:
-            write_manifest(self.output_dir / "manifest.csv", self.rows)
-            self.saved_at = time.monotonic()
+            self.save()
 
     def close(self) -> None:
         self.bar.close()
@@ -526,7 +532,7 @@ def run_pipeline(config: PipelineConfig, progress: bool = True, pack: bool | Non
         written_before = _previous_outputs(output_dir)
         reserve = _Reserve(output_dir, len(cases) + len(skipped))
         rows: list[dict] = list(skipped)
-        tracker = _Progress(output_dir, len(cases), rows, progress)
+        tracker = _Progress(output_dir, cases, rows, progress)
         summary = RunSummary(rows, tracker.counts, output_dir, 0.0)
         try:
             with terminate_as_interrupt():

@@ -51,7 +51,7 @@ def fill_contours(
 @stage("dilate", kind="mask")
 def dilate(
     mask: np.ndarray,
-    kernel: Annotated[int, Range(1, 101)] = 11,
+    kernel: Annotated[int, Range(1, 101, odd=True)] = 11,
     iterations: Annotated[int, Range(0, 20)] = 1,
 ) -> np.ndarray:
     """Dilate with a ``kernel``×``kernel`` square of ones, closing gaps at the hand border."""
@@ -61,7 +61,7 @@ def dilate(
 @stage("erode", kind="mask")
 def erode(
     mask: np.ndarray,
-    kernel: Annotated[int, Range(1, 101)] = 3,
+    kernel: Annotated[int, Range(1, 101, odd=True)] = 3,
     iterations: Annotated[int, Range(0, 20)] = 1,
 ) -> np.ndarray:
     """Erode with a ``kernel``×``kernel`` square of ones (trims a mask that overshoots)."""

@@ -62,16 +62,20 @@ class Geometry(NamedTuple):
 
 @dataclass(frozen=True)
 class Range:
-    """Inclusive numeric bounds for a stage parameter (None: unbounded)."""
+    """Inclusive numeric bounds for a stage parameter (None: unbounded); ``odd`` for kernels
+    that must have a centre pixel."""
 
     lo: float | None = None
     hi: float | None = None
+    odd: bool = False
 
     def check(self, value: float) -> str | None:
         if self.lo is not None and value < self.lo:
             return f"must be ≥ {self.lo}"
         if self.hi is not None and value > self.hi:
             return f"must be ≤ {self.hi}"
+        if self.odd and value % 2 == 0:
+            return f"must be odd so the kernel is centred on each pixel (e.g. {int(value) + 1})"
         return None
 
 
@@ -94,6 +98,8 @@ class Param:
         if self.range is not None:
             bounds = f" in [{self.range.lo if self.range.lo is not None else '-∞'}, " \
                      f"{self.range.hi if self.range.hi is not None else '∞'}]"
+        if self.range is not None and self.range.odd:
+            bounds += ", odd"
         return f"{self.name}: {kind}{bounds} = {self.default!r}"
 
 

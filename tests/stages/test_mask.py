@@ -77,3 +77,12 @@ def test_threshold_mask_on_clean_phantom():
 def test_overlay_refuses_an_empty_mask():
     with pytest.raises(StageError, match="mask is empty: no hand found"):
         overlay(np.ones((4, 4), np.uint8), np.zeros((4, 4), np.uint8))
+
+
+def test_even_kernels_are_refused_before_any_image():
+    from handprep.stages.registry import ParamError, get_stage
+
+    for name in ("dilate", "erode"):
+        with pytest.raises(ParamError, match="must be odd"):
+            get_stage(name).check_params({"kernel": 10})
+        assert get_stage(name).check_params({"kernel": 11})["kernel"] == 11
