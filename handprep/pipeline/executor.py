@@ -49,10 +49,25 @@ def pin_threads() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def prepare_worker(warmups: tuple[tuple[str, dict], ...]) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """Poll the parent; when it is gone (kill -9 of the run), exit instead of idling on as an orphan
+    holding a model in memory."""
+    import os
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def prepare_worker(warmups: tuple[tuple[str, dict], ...], watch_parent: bool = False) -> None:
     """Run each stage's warm-up once in this process; remember failures to report per image."""
+    import os
+
     from handprep.stages.registry import get_stage
 
+    if watch_parent:
+        threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     cv2.setNumThreads(1)
     for name, params in warmups:
         try:
@@ -98,7 +113,7 @@ def _loky(func, cases, plan, warmups, workers: int):
     """A window of submitted cases (not all 14,000 at once); workers killed on interrupt."""
     from joblib.externals.loky import get_reusable_executor
 
-    executor = get_reusable_executor(max_workers=workers, initializer=prepare_worker, initargs=(warmups,),
+    executor = get_reusable_executor(max_workers=workers, initializer=prepare_worker, initargs=(warmups, True),
                                      timeout=60)
     pending, queue = set(), iter(cases)
     clean = False

@@ -218,7 +218,10 @@ def cached_row(case: Case, plan: Plan) -> dict | None:
     row = _new_row(case)
     try:
         ident = _identify(case, plan, row)
-    except (OSError, ImageReadError, StageError):
+    except (ImageReadError, StageError) as exc:  # empty file, duplicate name: no decoding needed to say so
+        row["reason"] = str(exc)
+        return row
+    except OSError:
         return None  # the worker reports it with its reason
     record = Cache(Path(plan.output)).load_record(ident.record_key)
     if record is None or not _outputs_valid(record, Path(plan.output)):
@@ -301,7 +304,7 @@ def process_case(case: Case, plan: Plan) -> dict:
     """
     started = time.perf_counter()
     cache = Cache(Path(plan.output))
-    row, stage_ms, where = _new_row(case), {}, ["read"]
+    row, stage_ms, where, ident = _new_row(case), {}, ["read"], None
     try:
         ident = _identify(case, plan, row)
         record = cache.load_record(ident.record_key)
@@ -319,6 +322,10 @@ def process_case(case: Case, plan: Plan) -> dict:
         cache.save_record(ident.record_key, {"row": cached, "outputs": outputs})
     except (ImageReadError, StageError) as exc:
         row["reason"] = str(exc) if where[0] in ("read", "write") else f"{where[0]}: {exc}"
+        if where[0] == "read" and ident is not None:
+            # the file's content decides this failure: remember it, so a re-run need not decode again
+            cache.save_record(ident.record_key, {"row": {k: v for k, v in row.items() if k != "cached"},
+                                                 "outputs": {}})
     except OSError as exc:
         row["reason"] = _os_error_reason(exc, where[0], case)
         row["fatal"] = exc.errno in _NO_SPACE and where[0] != "read"
