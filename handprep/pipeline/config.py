@@ -130,6 +130,26 @@ def load_config(path: str | os.PathLike, **overrides: Any) -> PipelineConfig:
 def parse_config(text: str, source: str = "<pipeline>", base_dir: str | os.PathLike = ".",
                  check_paths: bool = True, **overrides: Any) -> PipelineConfig:
     """Validate YAML text into a :class:`PipelineConfig` (see :func:`load_config`)."""
+    data, ctx = _read_yaml(text, source)
+    base = Path(base_dir)
+    input_config = _parse_input(data, ctx, base, overrides)
+    output = _resolve_path(data.get("output"), ("output",), ctx, base, overrides.get("output"))
+    if output is None:
+        raise ctx.error((), "output is missing: name the folder for the dataset, or pass --output")
+    run_settings = _parse_run_settings(data, ctx, overrides)
+    export = _parse_export(data, ctx)
+    steps = _parse_stages(data.get("stages"), ctx, has_mask_input=input_config.masks is not None, base_dir=base)
+    if check_paths:
+        _check_paths(input_config, ctx)
+    problem = output_overlap(input_config, output)
+    if problem:
+        raise ctx.error(("output",), problem)
+    return PipelineConfig(input=input_config, output=output, stages=tuple(steps), export=export, source=source,
+                          **run_settings)
+
+
+def _read_yaml(text: str, source: str) -> tuple[dict, _Context]:
+    """Parse safely, keep each key's line for messages, and check the top-level keys."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -139,52 +159,55 @@ def parse_config(text: str, source: str = "<pipeline>", base_dir: str | os.PathL
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{source}{where}: not valid YAML ({problem}). Check indentation and colons.") from None
     ctx = _Context(source, _line_map(node))
-    if data is None:
-        data = {}
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ctx.error((), "the pipeline file must be a mapping with keys input, output, stages")
-    unknown = set(data) - _TOP_KEYS
+    _refuse_unknown(data, _TOP_KEYS, (), "", ctx)
+    return data, ctx
+
+
+def _refuse_unknown(mapping: dict, valid: set, path: tuple, prefix: str, ctx: _Context) -> None:
+    unknown = set(mapping) - valid
     if unknown:
         key = sorted(unknown, key=str)[0]
-        raise ctx.error((key,), f"unknown key '{key}'; valid keys: {', '.join(sorted(_TOP_KEYS))}")
-    base = Path(base_dir)
+        raise ctx.error(path + (key,), f"unknown key '{prefix}{key}'; valid keys: {', '.join(sorted(valid))}")
 
-    def resolve(value: Any, key_path: tuple, cli_value: Any = None) -> str | None:
-        if cli_value is not None:
-            return str(Path(cli_value))
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            raise ctx.error(key_path, f"{'.'.join(map(str, key_path))} must be a path, got {value!r}")
-        expanded = os.path.expanduser(value)
-        return expanded if os.path.isabs(expanded) else str(base / expanded)
 
-    raw_input = data.get("input", {})
-    if isinstance(raw_input, str):
-        raw_input = {"images": raw_input}
-    if not isinstance(raw_input, dict):
+def _resolve_path(value: Any, key_path: tuple, ctx: _Context, base: Path, cli_value: Any = None) -> str | None:
+    """A command-line path (relative to the current folder) wins; YAML paths are relative to the file."""
+    if cli_value is not None:
+        return str(Path(cli_value))
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ctx.error(key_path, f"{'.'.join(map(str, key_path))} must be a path, got {value!r}")
+    expanded = os.path.expanduser(value)
+    return expanded if os.path.isabs(expanded) else str(base / expanded)
+
+
+def _parse_input(data: dict, ctx: _Context, base: Path, overrides: dict) -> InputConfig:
+    raw = data.get("input", {})
+    if isinstance(raw, str):
+        raw = {"images": raw}
+    if not isinstance(raw, dict):
         raise ctx.error(("input",), "input must be a mapping (images, masks, labels, …) or a folder path")
-    unknown = set(raw_input) - _INPUT_KEYS
-    if unknown:
-        key = sorted(unknown, key=str)[0]
-        raise ctx.error(("input", key), f"unknown key 'input.{key}'; valid keys: {', '.join(sorted(_INPUT_KEYS))}")
-    images = resolve(raw_input.get("images"), ("input", "images"), overrides.get("images"))
+    _refuse_unknown(raw, _INPUT_KEYS, ("input",), "input.", ctx)
+    images = _resolve_path(raw.get("images"), ("input", "images"), ctx, base, overrides.get("images"))
     if images is None:
         raise ctx.error(("input",), "input.images is missing: name a folder or glob of radiographs, or pass --input")
-    masks = resolve(raw_input.get("masks"), ("input", "masks"), overrides.get("masks"))
-    labels = resolve(raw_input.get("labels"), ("input", "labels"), overrides.get("labels"))
+    masks = _resolve_path(raw.get("masks"), ("input", "masks"), ctx, base, overrides.get("masks"))
+    labels = _resolve_path(raw.get("labels"), ("input", "labels"), ctx, base, overrides.get("labels"))
     numbers = {}
     for key, lo in (("max_side_px", 64), ("min_side_px", 1), ("max_pixels", 1)):
-        value = raw_input.get(key, getattr(InputConfig, key))
+        value = raw.get(key, getattr(InputConfig, key))
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             raise ctx.error(("input", key), f"input.{key} must be a whole number ≥ {lo}, got {value!r}")
         numbers[key] = value
-    input_config = InputConfig(images=images, masks=masks, labels=labels, **numbers)
+    return InputConfig(images=images, masks=masks, labels=labels, **numbers)
 
-    output = resolve(data.get("output"), ("output",), overrides.get("output"))
-    if output is None:
-        raise ctx.error((), "output is missing: name the folder for the dataset, or pass --output")
 
+def _parse_run_settings(data: dict, ctx: _Context, overrides: dict) -> dict:
+    """workers, seed, backend and scheduler (command-line values win)."""
     workers = overrides.get("workers")
     workers = data.get("workers", 0) if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
@@ -198,31 +221,21 @@ def parse_config(text: str, source: str = "<pipeline>", base_dir: str | os.PathL
     scheduler = overrides.get("scheduler") or data.get("scheduler")
     if scheduler is not None and not isinstance(scheduler, str):
         raise ctx.error(("scheduler",), "scheduler must be an address such as tcp://host:8786")
+    return {"workers": workers, "seed": seed, "backend": backend, "scheduler": scheduler}
 
-    raw_export = data.get("export", {}) or {}
-    if not isinstance(raw_export, dict):
+
+def _parse_export(data: dict, ctx: _Context) -> ExportConfig:
+    raw = data.get("export", {}) or {}
+    if not isinstance(raw, dict):
         raise ctx.error(("export",), "export must be a mapping (pack, save_masks, png_compression)")
-    unknown = set(raw_export) - _EXPORT_KEYS
-    if unknown:
-        key = sorted(unknown, key=str)[0]
-        raise ctx.error(("export", key), f"unknown key 'export.{key}'; valid keys: {', '.join(sorted(_EXPORT_KEYS))}")
+    _refuse_unknown(raw, _EXPORT_KEYS, ("export",), "export.", ctx)
     for key in ("pack", "save_masks"):
-        if key in raw_export and not isinstance(raw_export[key], bool):
+        if key in raw and not isinstance(raw[key], bool):
             raise ctx.error(("export", key), f"export.{key} must be true or false")
-    compression = raw_export.get("png_compression", 1)
+    compression = raw.get("png_compression", 1)
     if isinstance(compression, bool) or not isinstance(compression, int) or not 0 <= compression <= 9:
         raise ctx.error(("export", "png_compression"), "export.png_compression must be 0..9")
-    export = ExportConfig(**raw_export)
-
-    steps = _parse_stages(data.get("stages"), ctx, has_mask_input=masks is not None, base_dir=base)
-
-    if check_paths:
-        _check_paths(input_config, ctx)
-    problem = output_overlap(input_config, output)
-    if problem:
-        raise ctx.error(("output",), problem)
-    return PipelineConfig(input=input_config, output=output, stages=tuple(steps), workers=workers, seed=seed,
-                          backend=backend, scheduler=scheduler, export=export, source=source)
+    return ExportConfig(**raw)
 
 
 def _parse_stages(raw: Any, ctx: _Context, has_mask_input: bool, base_dir: Path) -> list[StageStep]:
