@@ -33,7 +33,7 @@ from handprep.segment.augment import AugmentConfig, augment
 from handprep.segment.infer import NORMALISATION, to_work_image, to_work_mask
 from handprep.segment.metrics import compare, summarise, write_metrics_csv
 from handprep.segment.model import ARCHITECTURES, build_unet, load_model, pick_device, save_model
-from handprep.segment.tiling import extract_patches, sliding_window
+from handprep.segment.tiling import check_stride, extract_patches, sliding_window
 from handprep.stages.mask import fill_contours, largest_component
 
 
@@ -217,7 +217,7 @@ def _validate(model, pairs, hard, config, device, loss) -> dict:
     for pair, (hard_image, hard_mask) in zip(pairs, hard):
         for image, mask, dices, ious in ((pair.work_image, pair.work_mask, dice_clean, iou_clean),
                                           (hard_image, hard_mask, dice_hard, None)):
-            prob = sliding_window(image, predict, config.tile_px, 96, 32)
+            prob = sliding_window(image, predict, config.tile_px, infer_stride(config), 32)
             truth = mask > 0.5
             pred = fill_contours(largest_component(np.where(prob > config.threshold, 255, 0).astype(np.uint8)))
             scores = compare(pred, truth)
@@ -236,12 +236,17 @@ def full_resolution_metrics(model: nn.Module, pairs: list[Pair], config: TrainCo
     predict = _predict_fn(model, device)
     rows = []
     for pair in pairs:
-        prob = sliding_window(pair.work_image, predict, config.tile_px, 96, 32)
+        prob = sliding_window(pair.work_image, predict, config.tile_px, infer_stride(config), 32)
         h, w = pair.full_mask.shape
         full = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
         pred = fill_contours(largest_component(np.where(full > config.threshold, 255, 0).astype(np.uint8)))
         rows.append({"id": pair.id, **compare(pred, pair.full_mask)})
     return rows
+
+
+def infer_stride(config: TrainConfig) -> int:
+    """Prediction stride recorded in the model: a quarter overlap (96 px for 128 px tiles, as MONAI's 0.25)."""
+    return config.tile_px * 3 // 4
 
 
 def _choose_split(config: TrainConfig) -> tuple[list[str], list[str], dict]:
@@ -291,6 +296,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> TrainResult:
         raise ValueError(f"architecture {config.architecture!r} is unknown; valid: {', '.join(ARCHITECTURES)}")
     if config.loss not in ("bce", "bce+dice"):
         raise ValueError("loss must be 'bce' or 'bce+dice'")
+    check_stride(config.tile_px, config.stride_px)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -339,7 +345,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> TrainResult:
     meta = {
         "architecture": config.architecture, "encoder": encoder, "encoder_depth": depth,
         "decoder_channels": list(decoder), "encoder_weights": config.encoder_weights or "none",
-        "tile_px": config.tile_px, "train_stride_px": config.stride_px, "infer_stride_px": 96,
+        "tile_px": config.tile_px, "train_stride_px": config.stride_px, "infer_stride_px": infer_stride(config),
         "work_size_px": config.work_size_px, "normalisation": NORMALISATION, "threshold": config.threshold,
         "loss": config.loss, "seed": config.seed, "augment": config.augment,
         "train_ids": [p.id for p in train_pairs], "val_ids": [p.id for p in val_pairs], **split_info,

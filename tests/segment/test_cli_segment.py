@@ -23,10 +23,11 @@ def test_segment_then_eval(phantom_model, seg_phantoms, tmp_path):
         assert mask.shape == read_image(seg_phantoms["images"] / f"{case_id}.png").shape
     result = runner.invoke(app, args)  # resume: nothing to redo
     assert "0 masks written, 10 already there" in result.output
-    result = runner.invoke(app, ["segment-eval", str(out), str(seg_phantoms["masks"]), "--csv", str(tmp_path / "m.csv")])
+    result = runner.invoke(app, ["segment-eval", "--pred", str(out), "--masks", str(seg_phantoms["masks"]), "--out",
+                                 str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "mean" in result.output and "hd95" in result.output
-    rows = list(csv.DictReader(open(tmp_path / "m.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "segment_eval.csv")))
     assert len(rows) == 10 and sum(float(r["dice"]) for r in rows) / 10 > 0.9
 
 
