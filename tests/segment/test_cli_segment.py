@@ -42,7 +42,7 @@ def test_segment_train_command(seg_phantoms, tmp_path):
                                  str(seg_phantoms["masks"]), "--out", str(tmp_path / "m"), "--work-size-px", "96",
                                  "--tile-px", "64", "--stride-px", "32", "--epochs", "2", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert "epoch   2" in result.output and "held-out Dice" in result.output
+    assert "epoch   2" in result.output and "validation Dice" in result.output
     assert (tmp_path / "m" / "model.pt").is_file() and (tmp_path / "m" / "history.csv").is_file()
     bad = runner.invoke(app, ["segment-train", "--images", str(seg_phantoms["images"]), "--masks",
                               str(seg_phantoms["masks"]), "--out", str(tmp_path / "x"), "--architecture", "vgg99"])
