@@ -244,131 +244,13 @@ def masks_propose(
         typer.secho(f"  not drafted: {problem}", fg=typer.colors.RED)
 
 
-@app.command("segment-train")
-def segment_train(
-    images: Path = typer.Option(..., help="Folder of radiographs.", exists=True, file_okay=False),
-    masks: Path = typer.Option(..., help="Folder of hand masks named like the images (e.g. masks/).", exists=True,
-                               file_okay=False),
-    out: Path = typer.Option(..., "--out", help="Folder for model.pt (best), last.pt (resume), history.csv, val_metrics.csv."),
-    architecture: str = typer.Option("mobilenetv3_small", help="U-Net encoder preset: mobilenetv3_small, "
-                                     "efficientnet_lite0, resnet18, resnet34."),
-    work_size_px: int = typer.Option(384, min=64, help="Working scale: long side in pixels before tiling."),
-    tile_px: int = typer.Option(128, min=32, help="Patch size in pixels."),
-    stride_px: int = typer.Option(64, min=8, help="Training patch stride in pixels (patches overlap)."),
-    epochs: int = typer.Option(50, min=1, help="Maximum epochs."),
-    batch_size: int = typer.Option(32, min=1, help="Patches per batch."),
-    lr: float = typer.Option(1e-3, help="Adam learning rate."),
-    patience: int = typer.Option(10, min=1, help="Early stopping: epochs without improvement."),
-    val_fraction: float = typer.Option(0.2, min=0.0, max=0.9, help="Share of images held out for validation."),
-    seed: int = typer.Option(0, help="Seed for the split, augmentation and initialisation."),
-    loss: str = typer.Option("bce", help="bce or bce+dice."),
-    augment: bool = typer.Option(True, help="Augment (geometry, backgrounds, borders, markers, inversion, noise)."),
-    encoder_weights: Optional[str] = typer.Option(None, help="None (offline), imagenet (downloads), or a local .pt file."),
-    device: str = typer.Option("auto", help="auto (CUDA if available), cpu or cuda."),
-    resume: bool = typer.Option(False, help="Continue from OUT/last.pt."),
-    max_minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes, keeping the best model."),
-) -> None:
-    """Train the patch U-Net from hand masks; the best model lands in OUT/model.pt."""
-    from handprep.segment.train import TrainConfig, TrainingDataError, train
+# segmentation commands (cli/segment.py)
+from cli import segment as _segment  # noqa: E402
 
-    config = TrainConfig(images=str(images), masks=str(masks), out=str(out), architecture=architecture,
-                         encoder_weights=encoder_weights, work_size_px=work_size_px, tile_px=tile_px,
-                         stride_px=stride_px, batch_size=batch_size, epochs=epochs, lr=lr, patience=patience,
-                         val_fraction=val_fraction, seed=seed, loss=loss, augment=augment, device=device,
-                         max_minutes=max_minutes, resume=resume)
-    try:
-        result = train(config, log=typer.echo)
-    except (TrainingDataError, ValueError) as exc:
-        _fail(str(exc))
-    full = result.metrics["val_full_resolution"]
-    typer.echo(f"best epoch {result.metrics['best_epoch']}: held-out Dice {full['dice']['mean']:.4f} "
-               f"(worst {full['dice']['worst']:.4f}), IoU {full['iou']['mean']:.4f}, "
-               f"HD95 {full['hd95_px']['mean']:.1f} px over {full['images']} images → {result.model_path}")
-
-
-@app.command()
-def segment(
-    images: Path = typer.Argument(..., help="Folder of radiographs.", exists=True, file_okay=False),
-    out: Path = typer.Option(..., "--out", help="Folder for masks: <stem>.png, 0/255, same size as the image."),
-    model: str = typer.Option("default", help="default (shipped) or a model file from segment-train."),
-    stride_px: int = typer.Option(96, min=8, help="Tile stride in pixels at the working scale (tiles are 128 px)."),
-    window: str = typer.Option("constant", help="Averaging of overlapping tiles: constant or gaussian."),
-    threshold: Optional[float] = typer.Option(None, help="Probability threshold (default: the model's)."),
-    batch_size: int = typer.Option(16, min=1, help="Tiles per forward pass."),
-    device: str = typer.Option("auto", help="auto (CUDA if available), cpu or cuda."),
-    fill: bool = typer.Option(True, help="Fill holes and drop small stray regions (fill_contours)."),
-    overwrite: bool = typer.Option(False, help="Redo masks that already exist (default: resume)."),
-) -> None:
-    """Segment the hand in every radiograph of a folder."""
-    from handprep.segment.batch import segment_folder
-    from handprep.segment.model import ModelFileError
-
-    try:
-        result = segment_folder(images, out, model, stride_px, window, threshold, batch_size, device, fill,
-                                overwrite=overwrite)
-    except (ModelFileError, ValueError) as exc:
-        _fail(str(exc))
-    typer.echo(f"{len(result.written)} masks written, {len(result.skipped)} already there, "
-               f"{len(result.failed)} failed → {out}")
-    for problem in result.failed.values():
-        typer.secho(f"  failed: {problem}", fg=typer.colors.RED)
-    raise typer.Exit(1 if result.failed else 0)
-
-
-@app.command("model-info")
-def model_info(model: str = typer.Argument("default", help="default (shipped) or a model file.")) -> None:
-    """Show what a segmenter model file holds: architecture, scale, training data and metrics."""
-    from handprep.segment.model import ModelFileError, read_model_file, resolve_model_path
-
-    path = resolve_model_path(model)
-    try:
-        meta = read_model_file(path)["meta"]
-    except ModelFileError as exc:
-        _fail(str(exc))
-    typer.echo(f"{path}")
-    for key in ("architecture", "encoder", "encoder_weights", "work_size_px", "tile_px", "train_stride_px",
-                "infer_stride_px", "normalisation", "threshold", "loss", "seed", "epoch", "handprep", "torch"):
-        if key in meta:
-            typer.echo(f"  {key}: {meta[key]}")
-    typer.echo(f"  trained on {len(meta.get('train_ids', []))} images, held out {len(meta.get('val_ids', []))}; "
-               f"{len(meta.get('mask_sha256', {}))} mask hashes recorded")
-    full = meta.get("metrics", {}).get("val_full_resolution")
-    if full and full.get("images"):
-        typer.echo(f"  held-out (full resolution): Dice {full['dice']['mean']:.4f} (worst {full['dice']['worst']:.4f}), "
-                   f"IoU {full['iou']['mean']:.4f}, HD95 {full['hd95_px']['mean']:.1f} px mean / "
-                   f"{full['hd95_px']['median']:.1f} px median")
-
-
-@app.command("segment-eval")
-def segment_eval(
-    pred: Path = typer.Argument(..., help="Folder of predicted masks.", exists=True, file_okay=False),
-    true: Path = typer.Argument(..., help="Folder of ground-truth masks (matched by file stem).", exists=True,
-                                file_okay=False),
-    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Per-image CSV (default: PRED/segment_eval.csv)."),
-) -> None:
-    """Dice, IoU and 95 % Hausdorff distance per image and in summary."""
-    from handprep.segment.metrics import evaluate_folders, summarise, write_metrics_csv
-
-    try:
-        rows = evaluate_folders(pred, true)
-    except FileNotFoundError as exc:
-        _fail(str(exc))
-    csv_path = csv_path or pred / "segment_eval.csv"
-    write_metrics_csv(csv_path, rows)
-    typer.echo(f"{'id':>12s} {'dice':>7s} {'iou':>7s} {'hd95 px':>8s}")
-    for row in rows:
-        if row.get("problem"):
-            typer.secho(f"{row['id']:>12s}  {row['problem']}", fg=typer.colors.RED)
-        else:
-            typer.echo(f"{row['id']:>12s} {row['dice']:7.4f} {row['iou']:7.4f} {row['hd95_px']:8.1f}")
-    summary = summarise(rows)
-    if summary["images"]:
-        typer.echo(f"{'mean':>12s} {summary['dice']['mean']:7.4f} {summary['iou']['mean']:7.4f} "
-                   f"{summary['hd95_px']['mean']:8.1f}   ({summary['images']} images, {summary['problems']} problems)")
-        typer.echo(f"{'worst':>12s} {summary['dice']['worst']:7.4f} {summary['iou']['worst']:7.4f} "
-                   f"{summary['hd95_px']['worst']:8.1f}")
-    typer.echo(f"per-image metrics → {csv_path}")
-    raise typer.Exit(1 if summary["problems"] else 0)
+app.command("segment-train")(_segment.segment_train)
+app.command("segment")(_segment.segment)
+app.command("segment-eval")(_segment.segment_eval)
+app.command("model-info")(_segment.model_info)
 
 
 def main() -> None:  # pragma: no cover

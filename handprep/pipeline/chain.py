@@ -26,7 +26,8 @@ def apply_step(step: StageStep, image: np.ndarray, mask: np.ndarray | None) -> S
     kind = stage.kind
     if stage.needs_mask and mask is None:
         raise StageError(f"stage '{step.name}' needs a mask but this image has none")
-    metrics = stage.describe(image, mask, **params) if stage.describe else {}
+    # a segmenter describes the mask it makes, so its describe runs after it
+    metrics = stage.describe(image, mask, **params) if stage.describe and kind != "segmenter" else {}
     result = StepResult(image, mask, metrics=metrics)
     if kind == "filter":
         verdict = stage.func(image, **params)
@@ -40,6 +41,8 @@ def apply_step(step: StageStep, image: np.ndarray, mask: np.ndarray | None) -> S
         result.mask = stage.func(mask, **params)
     elif kind == "segmenter":
         result.mask = stage.func(image, **params)
+        if stage.describe:
+            metrics.update(stage.describe(image, result.mask, **params))
     elif kind == "geometry":
         geometry = stage.func(image, mask, **params)
         result.image, result.mask = geometry.image, geometry.mask

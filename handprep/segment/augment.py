@@ -32,7 +32,10 @@ class AugmentConfig:
     background_level: tuple[float, float] = (0.0, 0.55)
     p_collimation: float = 0.25
     p_border: float = 0.35
+    p_frame: float = 0.3
+    p_cassette: float = 0.2
     p_marker: float = 0.6
+    p_marker_on_hand: float = 0.2
     p_invert: float = 0.15
     gamma: tuple[float, float] = (0.6, 1.6)
     contrast: tuple[float, float] = (0.7, 1.3)
@@ -102,8 +105,45 @@ def _borders(image, mask, rng):
     return image, mask
 
 
-def _markers(image, mask, rng):
-    """Burned-in side markers and labels, placed off the hand where possible."""
+def _frame(image, mask, rng):
+    """A scanner frame: a bright (or dark) rectangular outline set in from the film edge."""
+    h, w = image.shape
+    image, mask = image.copy(), mask.copy()
+    inset_x, inset_y = (int(rng.uniform(0.0, 0.08) * s) for s in (w, h))
+    thickness = max(1, int(rng.uniform(0.004, 0.025) * min(h, w)))
+    level = rng.uniform(0.7, 1.0) if rng.random() < 0.8 else rng.uniform(0.0, 0.1)
+    band = np.zeros((h, w), np.uint8)
+    cv2.rectangle(band, (inset_x, inset_y), (w - 1 - inset_x, h - 1 - inset_y), 1, thickness)
+    image[band > 0] = level
+    if rng.random() < 0.5:  # the film outside the frame is often unexposed or burnt out
+        outside = np.ones((h, w), np.uint8)
+        cv2.rectangle(outside, (inset_x, inset_y), (w - 1 - inset_x, h - 1 - inset_y), 0, -1)
+        image[outside > 0] = rng.uniform(0.0, 1.0)
+        mask[outside > 0] = 0
+    mask[band > 0] = 0
+    return image, mask
+
+
+def _cassette_edge(image, mask, rng):
+    """A straight step in exposure across the film (cassette or shield edge) beside the hand."""
+    h, w = image.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    theta = rng.uniform(0, 2 * np.pi)
+    proj = np.cos(theta) * (xx - w / 2) + np.sin(theta) * (yy - h / 2)
+    hand = mask > 0.5
+    # place the edge beyond the hand's extent in that direction, so it never cuts the hand
+    limit = proj[hand].max() if hand.any() else 0.0
+    edge = limit + rng.uniform(0.01, 0.1) * max(h, w)
+    beyond = proj > edge
+    if not beyond.any():
+        return image, mask
+    image = image.copy()
+    image[beyond] = np.clip(image[beyond] * rng.uniform(0.0, 0.5) + rng.uniform(0.0, 1.0), 0, 1)
+    return image, mask
+
+
+def _markers(image, mask, rng, on_hand: bool = False):
+    """Burned-in side markers and labels, placed off the hand where possible (on it if ``on_hand``)."""
     h, w = image.shape
     image = image.copy()
     hand = cv2.dilate((mask > 0.1).astype(np.uint8), np.ones((5, 5), np.uint8))
@@ -116,7 +156,7 @@ def _markers(image, mask, rng):
             continue
         for _attempt in range(12):
             x, y = int(rng.integers(2, w - tw - 2)), int(rng.integers(th + 2, h - base - 2))
-            if hand[y - th:y + base, x:x + tw].mean() < 0.05:
+            if (hand[y - th:y + base, x:x + tw].mean() > 0.5) == on_hand:
                 break
         stamp = np.zeros((h, w), np.uint8)
         boxed = rng.random() < 0.3
@@ -145,8 +185,12 @@ def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
         image, mask = _collimation(image, mask, rng)
     if rng.random() < cfg.p_border:
         image, mask = _borders(image, mask, rng)
+    if rng.random() < cfg.p_frame:
+        image, mask = _frame(image, mask, rng)
+    if rng.random() < cfg.p_cassette:
+        image, mask = _cassette_edge(image, mask, rng)
     if rng.random() < cfg.p_marker:
-        image, mask = _markers(image, mask, rng)
+        image, mask = _markers(image, mask, rng, on_hand=rng.random() < cfg.p_marker_on_hand)
     image = np.clip(image, 0, 1)
     image = image ** rng.uniform(*cfg.gamma)
     image = (image - 0.5) * rng.uniform(*cfg.contrast) + 0.5 + rng.uniform(-0.1, 0.1)

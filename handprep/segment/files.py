@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import json
 import zipfile
 from pathlib import Path
+
+from handprep.segment.tiling import check_stride
 
 FORMAT = "handprep-segmenter"
 FORMAT_VERSION = 1
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "segmenter_default.pt"
+NORMALISATION = "percentile 0.5-99.5 per image, clipped to [0, 1]"
+META_ENTRY = "handprep-meta.json"  # a JSON copy of the metadata inside the archive, readable without torch
 
 
 class ModelFileError(ValueError):
@@ -58,3 +63,34 @@ def check_model_archive(path: str | os.PathLike) -> Path:
         raise ModelFileError(f"{path}: not a torch model file (no data.pkl inside); train one with "
                              "'handprep segment-train'")
     return path
+
+
+def read_meta_light(path: str | os.PathLike) -> dict | None:
+    """The metadata a model file carries as JSON (files written since it was added), else None."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("/" + META_ENTRY)), None)
+            return None if name is None else json.loads(archive.read(name))
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+
+
+def model_settings(meta: dict, path: str | os.PathLike = "model") -> dict:
+    """Inference settings recorded in a model file: tile, working scale, stride, normalisation, threshold.
+
+    Older files without ``infer_stride_px`` get a quarter-overlap stride; a normalisation this
+    version does not implement is refused rather than silently replaced.
+    """
+    missing = [k for k in ("tile_px", "work_size_px") if k not in meta]
+    if missing:
+        raise ModelFileError(f"{path}: the model file does not record {', '.join(missing)}; retrain it with "
+                             "'handprep segment-train'")
+    norm = meta.get("normalisation", NORMALISATION)
+    if norm != NORMALISATION:
+        raise ModelFileError(f"{path}: the model expects images normalised as {norm!r}, which this handprep does "
+                             f"not implement (it knows {NORMALISATION!r}); upgrade handprep or retrain the model")
+    tile = int(meta["tile_px"])
+    stride = int(meta.get("infer_stride_px", tile * 3 // 4))
+    check_stride(tile, stride)
+    return {"tile_px": tile, "work_size_px": int(meta["work_size_px"]), "stride_px": stride,
+            "threshold": float(meta.get("threshold", 0.5)), "normalisation": norm}

@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import torch
 
-from handprep.segment.model import load_model, pick_device, resolve_model_path
-from handprep.segment.tiling import sliding_window
+from handprep.segment.files import NORMALISATION, model_settings  # noqa: F401  (re-exported)
+from handprep.segment.model import ModelFileError, load_model, pick_device, resolve_model_path
+from handprep.segment.tiling import check_stride, sliding_window_many
 from handprep.stages.contrast import percentiles
 
-NORMALISATION = "percentile 0.5-99.5 per image, clipped to [0, 1]"
 
 
 def work_scale(shape: tuple[int, int], work_size_px: int) -> tuple[float, tuple[int, int]]:
@@ -49,16 +49,22 @@ def to_work_mask(mask: np.ndarray, work_size_px: int) -> np.ndarray:
 
 
 class Segmenter:
-    """A loaded segmentation model: ``probability(image)`` and ``mask(image)`` at full size."""
+    """A loaded segmentation model: ``probability(image)`` and ``mask(image)`` at full size.
+
+    Tile, working scale, default stride, normalisation and threshold come from the model file
+    (``settings``), never assumed.
+    """
 
     def __init__(self, model: str | os.PathLike = "default", device: str = "auto"):
         self.path = resolve_model_path(model)
         self.device = pick_device(device)
         self.model, self.meta = load_model(self.path, self.device)
+        self.settings = model_settings(self.meta, self.path)
 
     @torch.inference_mode()
     def _predict_batch(self, batch: np.ndarray) -> np.ndarray:
-        tensor = torch.from_numpy(batch[:, None]).to(self.device)
+        # explicit float32: numpy 2 promotes to float64 in places numpy 1 did not
+        tensor = torch.from_numpy(np.ascontiguousarray(batch[:, None], dtype=np.float32)).to(self.device)
         if self.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):
                 logits = self.model(tensor)
@@ -66,23 +72,47 @@ class Segmenter:
             logits = self.model(tensor)
         return torch.sigmoid(logits.float())[:, 0].cpu().numpy()
 
-    def work_probability(self, work_image: np.ndarray, stride_px: int = 96, window: str = "constant",
+    def _stride(self, stride_px: int | None) -> int:
+        stride = self.settings["stride_px"] if stride_px is None else int(stride_px)
+        check_stride(self.settings["tile_px"], stride)
+        return stride
+
+    def work_image(self, image: np.ndarray) -> np.ndarray:
+        """The image at the model's working scale, normalised as the model was trained (float32)."""
+        return to_work_image(image, self.settings["work_size_px"])
+
+    def work_probabilities(self, work_images: list[np.ndarray], stride_px: int | None = None,
+                           window: str = "constant", batch_size: int = 16) -> list[np.ndarray]:
+        """Hand probability at the working scale for normalised work images; batches mix their tiles."""
+        return sliding_window_many([np.asarray(w, dtype=np.float32) for w in work_images], self._predict_batch,
+                                   tile=self.settings["tile_px"], stride=self._stride(stride_px),
+                                   batch_size=batch_size, window=window)
+
+    def work_probability(self, work_image: np.ndarray, stride_px: int | None = None, window: str = "constant",
                          batch_size: int = 16) -> np.ndarray:
         """Hand probability at the working scale for an already normalised work image."""
-        return sliding_window(work_image, self._predict_batch, tile=self.meta["tile_px"], stride=stride_px,
-                              batch_size=batch_size, window=window)
+        return self.work_probabilities([work_image], stride_px, window, batch_size)[0]
 
-    def probability(self, image: np.ndarray, stride_px: int = 96, window: str = "constant",
+    def probability(self, image: np.ndarray, stride_px: int | None = None, window: str = "constant",
                     batch_size: int = 16) -> np.ndarray:
         """Hand probability (float32 0..1) at the image's full size."""
-        work = to_work_image(image, self.meta["work_size_px"])
-        prob = self.work_probability(work, stride_px, window, batch_size)
-        return cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+        prob = self.work_probability(self.work_image(image), stride_px, window, batch_size)
+        return to_full_size(prob, image.shape)
 
     def mask(self, image: np.ndarray, threshold: float | None = None, **options) -> np.ndarray:
         """Binary hand mask (uint8 0/255) at full size; ``threshold`` defaults to the model's."""
-        threshold = self.meta.get("threshold", 0.5) if threshold is None else threshold
-        return np.where(self.probability(image, **options) > threshold, 255, 0).astype(np.uint8)
+        return binarise(self.probability(image, **options), self.threshold(threshold))
+
+    def threshold(self, threshold: float | None = None) -> float:
+        return self.settings["threshold"] if threshold is None else threshold
+
+
+def to_full_size(prob: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return cv2.resize(prob, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def binarise(prob: np.ndarray, threshold: float) -> np.ndarray:
+    return np.where(prob > threshold, 255, 0).astype(np.uint8)
 
 
 @functools.lru_cache(maxsize=4)

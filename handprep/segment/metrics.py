@@ -12,11 +12,11 @@ from tqdm.auto import tqdm
 
 from handprep.io import ImageReadError, atomic_write_text, read_mask
 
-METRIC_COLUMNS = ("id", "dice", "iou", "hd95_px", "pred_area", "true_area", "problem")
+METRIC_COLUMNS = ("id", "dice", "iou", "hd95_px", "hd95_diag", "pred_area", "true_area", "problem")
 
 
 def dice(pred: np.ndarray, true: np.ndarray) -> float:
-    """2|A∩B| / (|A|+|B|); 1.0 when both are empty."""
+    """2|A∩B| / (|A|+|B|); 1.0 when both are empty (MONAI's ``ignore_empty=False`` convention)."""
     a, b = pred > 0, true > 0
     total = int(a.sum()) + int(b.sum())
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
@@ -29,30 +29,49 @@ def iou(pred: np.ndarray, true: np.ndarray) -> float:
     return 1.0 if union == 0 else int((a & b).sum()) / union
 
 
-def _boundary(mask: np.ndarray) -> np.ndarray:
-    binary = (mask > 0).astype(np.uint8)
-    return binary - cv2.erode(binary, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+def surface(mask: np.ndarray) -> np.ndarray:
+    """Boundary pixels as MONAI's ``get_mask_edges``: the mask minus its erosion by a 4-connected cross.
 
-
-def hd95(pred: np.ndarray, true: np.ndarray) -> float:
-    """Symmetric 95th-percentile Hausdorff distance between outlines, in pixels.
-
-    0 when both masks are empty; infinity when exactly one is.
+    Pixels outside the image count as background, so a mask touching the border has its
+    border pixels on the surface (scipy's ``binary_erosion`` default, which MONAI uses).
     """
-    bp, bt = _boundary(pred), _boundary(true)
-    if not bp.any() and not bt.any():
-        return 0.0
-    if not bp.any() or not bt.any():
+    binary = (mask > 0).astype(np.uint8)
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    eroded = cv2.erode(binary, cross, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return (binary - eroded).astype(bool)
+
+
+def directed_surface_distances(src: np.ndarray, dest: np.ndarray) -> np.ndarray:
+    """Euclidean distance (px) from every surface pixel of ``src`` to the nearest surface pixel of ``dest``."""
+    edges_src, edges_dest = surface(src), surface(dest)
+    if not edges_dest.any():
+        return np.full(int(edges_src.sum()), math.inf)
+    # exact Euclidean distance transform (Felzenszwalb), as scipy's distance_transform_edt
+    to_dest = cv2.distanceTransform((~edges_dest).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return to_dest[edges_src].astype(np.float64)
+
+
+def hd95(pred: np.ndarray, true: np.ndarray, percentile: float = 95.0) -> float:
+    """95th-percentile Hausdorff distance in pixels, as MONAI's ``compute_hausdorff_distance(percentile=95)``.
+
+    The maximum of the two directed distances, each the ``percentile`` (numpy's linear
+    interpolation) of the distances from one mask's surface pixels to the other's surface.
+    Empty masks, following MONAI: both empty → NaN (undefined; such rows are left out of means);
+    exactly one empty → infinity.
+    """
+    if not (pred > 0).any() and not (true > 0).any():
+        return math.nan
+    if not (pred > 0).any() or not (true > 0).any():
         return math.inf
-    # distance from every pixel to the nearest outline pixel of the other mask
-    to_true = cv2.distanceTransform((1 - bt).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    to_pred = cv2.distanceTransform((1 - bp).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    distances = np.concatenate([to_true[bp > 0], to_pred[bt > 0]])
-    return float(np.percentile(distances, 95))
+    return float(max(np.percentile(directed_surface_distances(pred, true), percentile),
+                     np.percentile(directed_surface_distances(true, pred), percentile)))
 
 
 def compare(pred: np.ndarray, true: np.ndarray) -> dict:
-    return {"dice": dice(pred, true), "iou": iou(pred, true), "hd95_px": hd95(pred, true),
+    """Dice, IoU, HD95 in pixels and as a fraction of the image diagonal, and both areas."""
+    distance = hd95(pred, true)
+    diagonal = math.hypot(*true.shape[:2])
+    return {"dice": dice(pred, true), "iou": iou(pred, true), "hd95_px": distance, "hd95_diag": distance / diagonal,
             "pred_area": float((pred > 0).mean()), "true_area": float((true > 0).mean())}
 
 
@@ -84,16 +103,20 @@ def evaluate_folders(pred_dir: str | Path, true_dir: str | Path, progress: bool 
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Mean / median / min of each metric over the rows that could be compared."""
+    """Mean / median / worst of each metric over the rows that could be compared.
+
+    HD95 means: infinite values (one mask empty) make the mean infinite (a missed hand must
+    show); NaN (both empty) rows are left out.
+    """
     scored = [r for r in rows if not r.get("problem")]
     out = {"images": len(scored), "problems": len(rows) - len(scored)}
-    for key in ("dice", "iou", "hd95_px"):
-        values = np.array([r[key] for r in scored], dtype=float)
+    for key in ("dice", "iou", "hd95_px", "hd95_diag"):
+        values = np.array([r[key] for r in scored if key in r], dtype=float)
+        values = values[~np.isnan(values)]
         if len(values):
-            finite = values[np.isfinite(values)]
-            out[key] = {"mean": float(finite.mean()) if len(finite) else math.inf,
-                        "median": float(np.median(values)),
-                        "worst": float(values.max() if key == "hd95_px" else values.min())}
+            higher_is_worse = key.startswith("hd95")
+            out[key] = {"mean": float(values.mean()), "median": float(np.median(values)),
+                        "worst": float(values.max() if higher_is_worse else values.min())}
     return out
 
 

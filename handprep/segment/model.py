@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from handprep.segment.files import (DEFAULT_MODEL, FORMAT, FORMAT_VERSION, ModelFileError,  # noqa: F401
-                                    file_digest, resolve_model_path)
+from handprep.segment.files import (DEFAULT_MODEL, FORMAT, FORMAT_VERSION, META_ENTRY,  # noqa: F401
+                                    ModelFileError, file_digest, resolve_model_path)
 
 # Architecture presets: (encoder, encoder_depth, decoder_channels)
 ARCHITECTURES = {
@@ -78,14 +78,22 @@ def _load_encoder_weights(encoder: nn.Module, state: dict, path: str) -> None:
 
 
 def save_model(path: str | os.PathLike, model: nn.Module, meta: dict) -> None:
-    """Write a model file (float16 weights + metadata) atomically."""
-    from handprep.io import atomic_write_bytes
+    """Write a model file (float16 weights + metadata) atomically; the metadata is also stored as
+    JSON inside the archive so pipelines can be validated without importing torch."""
     import io
+    import json
+    import zipfile
+
+    from handprep.io import atomic_write_bytes
 
     state = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
              for k, v in model.state_dict().items()}
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, "version": FORMAT_VERSION, "meta": meta, "state_dict": state}, buffer)
+    buffer.seek(0)
+    prefix = zipfile.ZipFile(buffer).namelist()[0].split("/")[0]  # torch only reads entries in its folder
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr(f"{prefix}/{META_ENTRY}", json.dumps(meta, default=str))
     atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -11,10 +11,18 @@ from typing import Callable
 import numpy as np
 
 
-def tile_starts(length: int, tile: int, stride: int) -> list[int]:
-    """Start offsets along one axis: 0, stride, 2·stride, …, and ``length - tile`` last."""
+def check_stride(tile: int, stride: int) -> None:
+    """Refuse a stride that would leave pixels between tiles unpredicted (stride > tile)."""
     if stride < 1 or tile < 1:
         raise ValueError("tile and stride must be positive")
+    if stride > tile:
+        raise ValueError(f"stride_px {stride} is larger than the {tile} px tile: the pixels between tiles "
+                         f"would never be predicted; use stride_px ≤ {tile} (e.g. {tile * 3 // 4}, a quarter overlap)")
+
+
+def tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Start offsets along one axis: 0, stride, 2·stride, …, and ``length - tile`` last."""
+    check_stride(tile, stride)
     if length <= tile:
         return [0]
     starts = list(range(0, length - tile + 1, stride))
@@ -66,19 +74,35 @@ def sliding_window(
     ``"constant"`` weighs every pixel of a tile equally (the reference method's plain
     average); ``"gaussian"`` trusts tile centres more than edges.
     """
+    return sliding_window_many([image], predict, tile, stride, batch_size, window)[0]
+
+
+def sliding_window_many(
+    images: list[np.ndarray],
+    predict: Callable[[np.ndarray], np.ndarray],
+    tile: int = 128,
+    stride: int = 96,
+    batch_size: int = 16,
+    window: str = "constant",
+) -> list[np.ndarray]:
+    """:func:`sliding_window` over several images at once: batches mix tiles of different images.
+
+    Used on a GPU, where one image's dozen tiles would leave the device idle; the result for
+    each image is the same as predicting it alone.
+    """
     if window not in ("constant", "gaussian"):
         raise ValueError(f"window must be 'constant' or 'gaussian', got {window!r}")
-    h, w = image.shape
-    padded = _pad_to(image.astype(np.float32, copy=False), tile)
-    corners = tile_grid(padded.shape, tile, stride)
+    check_stride(tile, stride)
+    padded = [_pad_to(np.asarray(image, dtype=np.float32), tile) for image in images]
+    corners = [(i, y, x) for i, array in enumerate(padded) for y, x in tile_grid(array.shape, tile, stride)]
     weights = np.ones((tile, tile), np.float32) if window == "constant" else gaussian_window(tile)
-    total = np.zeros(padded.shape, np.float32)
-    norm = np.zeros(padded.shape, np.float32)
+    total = [np.zeros(array.shape, np.float32) for array in padded]
+    norm = [np.zeros(array.shape, np.float32) for array in padded]
     for start in range(0, len(corners), batch_size):
         chunk = corners[start:start + batch_size]
-        batch = np.stack([padded[y:y + tile, x:x + tile] for y, x in chunk])
+        batch = np.stack([padded[i][y:y + tile, x:x + tile] for i, y, x in chunk])
         out = predict(batch)
-        for (y, x), tile_out in zip(chunk, out):
-            total[y:y + tile, x:x + tile] += tile_out * weights
-            norm[y:y + tile, x:x + tile] += weights
-    return (total / norm)[:h, :w]
+        for (i, y, x), tile_out in zip(chunk, out):
+            total[i][y:y + tile, x:x + tile] += tile_out * weights
+            norm[i][y:y + tile, x:x + tile] += weights
+    return [(t / n)[:image.shape[0], :image.shape[1]] for t, n, image in zip(total, norm, images)]

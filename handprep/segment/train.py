@@ -33,7 +33,7 @@ from handprep.segment.augment import AugmentConfig, augment
 from handprep.segment.infer import NORMALISATION, to_work_image, to_work_mask
 from handprep.segment.metrics import compare, summarise, write_metrics_csv
 from handprep.segment.model import ARCHITECTURES, build_unet, load_model, pick_device, save_model
-from handprep.segment.tiling import extract_patches, sliding_window
+from handprep.segment.tiling import check_stride, extract_patches, sliding_window
 from handprep.stages.mask import fill_contours, largest_component
 
 
@@ -43,7 +43,7 @@ class TrainingDataError(ValueError):
 
 @dataclass
 class TrainConfig:
-    images: str
+    images: str | list[str]  # one folder, or several (e.g. rsna60 and rsna-raw); ids must not repeat
     masks: str
     out: str
     architecture: str = "mobilenetv3_small"
@@ -63,6 +63,8 @@ class TrainConfig:
     device: str = "auto"
     max_minutes: float | None = None  # stop (and keep the best so far) after this long
     resume: bool = False
+    split: str | None = None  # splits_final.json: train/validation used, test never loaded
+    init_model: str | None = None  # start from this model file's weights (same architecture)
 
 
 @dataclass
@@ -85,21 +87,55 @@ class TrainResult:
     stopped: str = ""
 
 
-def load_pairs(images: str | Path, masks: str | Path, work_size_px: int, keep_full: set[str] | None = None,
-               progress: bool = True) -> tuple[list[Pair], dict[str, str]]:
-    """Image/mask pairs matched by stem, at the working scale; problems are returned, not raised."""
-    image_files = {p.stem: p for p in list_images(images)}
-    mask_files = {p.stem: p for p in Path(masks).glob("*.png")}
+def image_files(images: str | Path | list) -> dict[str, Path]:
+    """Images by stem from one folder or several; a stem found twice is an error (ambiguous pair)."""
+    folders = [images] if isinstance(images, (str, Path)) else list(images)
+    files: dict[str, Path] = {}
+    for folder in folders:
+        for path in list_images(folder):
+            if path.stem in files:
+                raise TrainingDataError(f"image id {path.stem} is in both {files[path.stem]} and {path}; "
+                                        "rename one so masks match a single image")
+            files[path.stem] = path
+    return files
+
+
+def read_split(path: str | Path) -> dict[str, list[str]]:
+    """A persisted split (nnU-Net style ``splits_final.json``): ``{"train": [...], "validation": [...], "test": [...]}``."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise TrainingDataError(f"{path}: cannot read the split file ({exc})") from None
+    if not isinstance(data, dict) or not {"train", "validation"} <= set(data):
+        raise TrainingDataError(f"{path}: a split file needs 'train' and 'validation' lists (and usually 'test')")
+    split = {k: [str(i) for i in data.get(k, [])] for k in ("train", "validation", "test")}
+    seen: dict[str, str] = {}
+    for name, ids in split.items():
+        for i in ids:
+            if i in seen:
+                raise TrainingDataError(f"{path}: id {i} is in both '{seen[i]}' and '{name}'")
+            seen[i] = name
+    return split
+
+
+def load_pairs(images: str | Path | list, masks: str | Path, work_size_px: int, keep_full: set[str] | None = None,
+               progress: bool = True, only: set[str] | None = None) -> tuple[list[Pair], dict[str, str]]:
+    """Image/mask pairs matched by stem, at the working scale; problems are returned, not raised.
+
+    ``only`` restricts loading to those ids (so a split's test masks are never even read).
+    """
+    files = image_files(images)
+    mask_files = {p.stem: p for p in Path(masks).glob("*.png") if only is None or p.stem in only}
     if not mask_files:
-        raise TrainingDataError(f"no masks (*.png) in {masks}")
+        raise TrainingDataError(f"no masks (*.png) in {masks}" + (" for the split's ids" if only else ""))
     problems: dict[str, str] = {}
-    for stem in sorted(set(mask_files) - set(image_files)):
+    for stem in sorted(set(mask_files) - set(files)):
         problems[str(mask_files[stem])] = f"no image named {stem} in {images}"
     pairs = []
-    for stem in tqdm(sorted(set(mask_files) & set(image_files)), desc="loading pairs", unit="img",
+    for stem in tqdm(sorted(set(mask_files) & set(files)), desc="loading pairs", unit="img",
                      disable=not progress):
         try:
-            image, _ = decode_image(read_file_bytes(image_files[stem]), str(image_files[stem]))
+            image, _ = decode_image(read_file_bytes(files[stem]), str(files[stem]))
             mask_bytes = read_file_bytes(mask_files[stem])
             mask = decode_mask(mask_bytes, str(mask_files[stem]))
         except ImageReadError as exc:
@@ -107,12 +143,12 @@ def load_pairs(images: str | Path, masks: str | Path, work_size_px: int, keep_fu
             continue
         if mask.shape != image.shape:
             problems[stem] = (f"mask {mask_files[stem]} is {mask.shape[1]}×{mask.shape[0]} px but image "
-                              f"{image_files[stem]} is {image.shape[1]}×{image.shape[0]} px")
+                              f"{files[stem]} is {image.shape[1]}×{image.shape[0]} px")
             continue
         if not mask.any():
             problems[stem] = f"mask {mask_files[stem]} is empty (no hand); fix it or remove it"
             continue
-        pairs.append(Pair(stem, str(image_files[stem]), str(mask_files[stem]), to_work_image(image, work_size_px),
+        pairs.append(Pair(stem, str(files[stem]), str(mask_files[stem]), to_work_image(image, work_size_px),
                           to_work_mask(mask, work_size_px), content_hash(mask_bytes),
                           mask if keep_full is None or stem in keep_full else None))
     return pairs, problems
@@ -143,7 +179,8 @@ def _epoch_patches(pairs: list[Pair], config: TrainConfig, epoch: int) -> tuple[
                        else (pair.work_image, pair.work_mask))
         images.append(extract_patches(image, config.tile_px, config.stride_px))
         masks.append(extract_patches(mask, config.tile_px, config.stride_px))
-    return np.concatenate(images), np.concatenate(masks)
+    # explicit float32: under numpy 2 a float64 scalar would promote patches to float64
+    return np.concatenate(images).astype(np.float32, copy=False), np.concatenate(masks).astype(np.float32, copy=False)
 
 
 def _loss_fn(kind: str):
@@ -164,7 +201,7 @@ def _loss_fn(kind: str):
 def _predict_fn(model: nn.Module, device: torch.device):
     @torch.inference_mode()
     def predict(batch: np.ndarray) -> np.ndarray:
-        tensor = torch.from_numpy(batch[:, None]).to(device)
+        tensor = torch.from_numpy(np.ascontiguousarray(batch[:, None], dtype=np.float32)).to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             logits = model(tensor)
         return torch.sigmoid(logits.float())[:, 0].cpu().numpy()
@@ -180,15 +217,15 @@ def _validate(model, pairs, hard, config, device, loss) -> dict:
     for pair, (hard_image, hard_mask) in zip(pairs, hard):
         for image, mask, dices, ious in ((pair.work_image, pair.work_mask, dice_clean, iou_clean),
                                           (hard_image, hard_mask, dice_hard, None)):
-            prob = sliding_window(image, predict, config.tile_px, 96, 32)
+            prob = sliding_window(image, predict, config.tile_px, infer_stride(config), 32)
             truth = mask > 0.5
             pred = fill_contours(largest_component(np.where(prob > config.threshold, 255, 0).astype(np.uint8)))
             scores = compare(pred, truth)
             dices.append(scores["dice"])
             if ious is not None:
                 ious.append(scores["iou"])
-                p = torch.from_numpy(np.clip(prob, 1e-6, 1 - 1e-6))
-                t = torch.from_numpy(mask)
+                p = torch.from_numpy(np.clip(prob, 1e-6, 1 - 1e-6).astype(np.float32))
+                t = torch.from_numpy(mask.astype(np.float32))
                 losses.append(float(nn.functional.binary_cross_entropy(p, t)))
     return {"val_loss": float(np.mean(losses)), "val_dice": float(np.mean(dice_clean)),
             "val_iou": float(np.mean(iou_clean)), "val_dice_hard": float(np.mean(dice_hard))}
@@ -199,12 +236,42 @@ def full_resolution_metrics(model: nn.Module, pairs: list[Pair], config: TrainCo
     predict = _predict_fn(model, device)
     rows = []
     for pair in pairs:
-        prob = sliding_window(pair.work_image, predict, config.tile_px, 96, 32)
+        prob = sliding_window(pair.work_image, predict, config.tile_px, infer_stride(config), 32)
         h, w = pair.full_mask.shape
         full = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
         pred = fill_contours(largest_component(np.where(full > config.threshold, 255, 0).astype(np.uint8)))
         rows.append({"id": pair.id, **compare(pred, pair.full_mask)})
     return rows
+
+
+def infer_stride(config: TrainConfig) -> int:
+    """Prediction stride recorded in the model: a quarter overlap (96 px for 128 px tiles, as MONAI's 0.25)."""
+    return config.tile_px * 3 // 4
+
+
+def _choose_split(config: TrainConfig) -> tuple[list[str], list[str], dict]:
+    """Train/validation ids from the split file when given (test ids are never loaded), else a seeded split."""
+    mask_ids = {p.stem for p in Path(config.masks).glob("*.png")}
+    present = mask_ids & set(image_files(config.images))
+    if config.split is None:
+        train_ids, val_ids = split_ids(sorted(present), config.val_fraction, config.seed)
+        return train_ids, val_ids, {"split": f"seeded {1 - config.val_fraction:.0%}/{config.val_fraction:.0%}"}
+    split = read_split(config.split)
+    train_ids = sorted(set(split["train"]) & present)
+    val_ids = sorted(set(split["validation"]) & present)
+    if not train_ids:
+        raise TrainingDataError(f"none of the split's {len(split['train'])} train ids has a mask and an image")
+    digest = content_hash(Path(config.split).read_bytes())
+    return train_ids, val_ids, {"split": str(config.split), "split_sha256": digest,
+                                "test_ids_excluded": len(split["test"])}
+
+
+def _init_from(model: nn.Module, path: str, architecture: str) -> None:
+    """Fine-tune: copy the weights of an earlier model file of the same architecture."""
+    other, meta = load_model(path, "cpu")
+    if meta.get("architecture") != architecture:
+        raise ValueError(f"{path} is a {meta.get('architecture')} model; --init-model needs a {architecture} one")
+    model.load_state_dict(other.state_dict())
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -229,16 +296,15 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> TrainResult:
         raise ValueError(f"architecture {config.architecture!r} is unknown; valid: {', '.join(ARCHITECTURES)}")
     if config.loss not in ("bce", "bce+dice"):
         raise ValueError("loss must be 'bce' or 'bce+dice'")
+    check_stride(config.tile_px, config.stride_px)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
 
-    mask_ids = sorted(p.stem for p in Path(config.masks).glob("*.png"))
-    image_ids = {p.stem for p in list_images(config.images)}
-    train_ids, val_ids = split_ids([i for i in mask_ids if i in image_ids], config.val_fraction, config.seed)
+    train_ids, val_ids, split_info = _choose_split(config)
     pairs, skipped = load_pairs(config.images, config.masks, config.work_size_px, keep_full=set(val_ids),
-                                progress=progress)
+                                progress=progress, only=set(train_ids) | set(val_ids))
     by_id = {p.id: p for p in pairs}
     train_pairs = [by_id[i] for i in train_ids if i in by_id]
     val_pairs = [by_id[i] for i in val_ids if i in by_id]
@@ -254,6 +320,9 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> TrainResult:
 
     encoder, depth, decoder = ARCHITECTURES[config.architecture]
     model = build_unet(encoder, depth, decoder, config.encoder_weights).to(device)
+    if config.init_model and not (config.resume and (out / "last.pt").is_file()):
+        _init_from(model, config.init_model, config.architecture)
+        log(f"starting from the weights of {config.init_model}")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=4)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
@@ -276,10 +345,11 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> TrainResult:
     meta = {
         "architecture": config.architecture, "encoder": encoder, "encoder_depth": depth,
         "decoder_channels": list(decoder), "encoder_weights": config.encoder_weights or "none",
-        "tile_px": config.tile_px, "train_stride_px": config.stride_px, "infer_stride_px": 96,
+        "tile_px": config.tile_px, "train_stride_px": config.stride_px, "infer_stride_px": infer_stride(config),
         "work_size_px": config.work_size_px, "normalisation": NORMALISATION, "threshold": config.threshold,
         "loss": config.loss, "seed": config.seed, "augment": config.augment,
-        "train_ids": [p.id for p in train_pairs], "val_ids": [p.id for p in val_pairs],
+        "train_ids": [p.id for p in train_pairs], "val_ids": [p.id for p in val_pairs], **split_info,
+        "init_model": config.init_model or "none",
         "mask_sha256": {p.id: p.mask_sha256 for p in pairs},
         "handprep": handprep.__version__, "torch": str(torch.__version__), "python": platform.python_version(),
     }
@@ -294,8 +364,8 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> TrainResult:
         losses = []
         for start in range(0, len(order), config.batch_size):
             index = order[start:start + config.batch_size]
-            x = torch.from_numpy(patches[index][:, None]).to(device)
-            y = torch.from_numpy(targets[index][:, None]).to(device)
+            x = torch.from_numpy(np.ascontiguousarray(patches[index][:, None], dtype=np.float32)).to(device)
+            y = torch.from_numpy(np.ascontiguousarray(targets[index][:, None], dtype=np.float32)).to(device)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
                 loss = loss_fn(model(x).float(), y)

@@ -23,10 +23,11 @@ def test_segment_then_eval(phantom_model, seg_phantoms, tmp_path):
         assert mask.shape == read_image(seg_phantoms["images"] / f"{case_id}.png").shape
     result = runner.invoke(app, args)  # resume: nothing to redo
     assert "0 masks written, 10 already there" in result.output
-    result = runner.invoke(app, ["segment-eval", str(out), str(seg_phantoms["masks"]), "--csv", str(tmp_path / "m.csv")])
+    result = runner.invoke(app, ["segment-eval", "--pred", str(out), "--masks", str(seg_phantoms["masks"]), "--out",
+                                 str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "mean" in result.output and "hd95" in result.output
-    rows = list(csv.DictReader(open(tmp_path / "m.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "segment_eval.csv")))
     assert len(rows) == 10 and sum(float(r["dice"]) for r in rows) / 10 > 0.9
 
 
@@ -41,7 +42,7 @@ def test_segment_train_command(seg_phantoms, tmp_path):
                                  str(seg_phantoms["masks"]), "--out", str(tmp_path / "m"), "--work-size-px", "96",
                                  "--tile-px", "64", "--stride-px", "32", "--epochs", "2", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert "epoch   2" in result.output and "held-out Dice" in result.output
+    assert "epoch   2" in result.output and "validation Dice" in result.output
     assert (tmp_path / "m" / "model.pt").is_file() and (tmp_path / "m" / "history.csv").is_file()
     bad = runner.invoke(app, ["segment-train", "--images", str(seg_phantoms["images"]), "--masks",
                               str(seg_phantoms["masks"]), "--out", str(tmp_path / "x"), "--architecture", "vgg99"])
@@ -67,6 +68,6 @@ def test_masks_propose_and_import(seg_phantoms, tmp_path):
 
 def test_model_info(phantom_model, tmp_path):
     result = runner.invoke(app, ["model-info", str(phantom_model.model_path)])
-    assert result.exit_code == 0 and "work_size_px: 128" in result.output and "held-out" in result.output
+    assert result.exit_code == 0 and "work_size_px: 128" in result.output and "validation (full resolution)" in result.output
     result = runner.invoke(app, ["model-info", str(tmp_path / "nope.pt")])
     assert result.exit_code == 2 and "model file not found" in result.output

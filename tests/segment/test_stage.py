@@ -51,3 +51,18 @@ def test_missing_or_wrong_model_is_a_config_error(tmp_path, seg_phantoms):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ConfigError, match="not a loadable model file"):
         load_config(pipeline(tmp_path, seg_phantoms["images"], "junk.pt"))
+
+
+def test_segment_stage_reports_quality_in_the_manifest(phantom_model, seg_phantoms, tmp_path):
+    config = load_config(pipeline(tmp_path, seg_phantoms["images"], str(phantom_model.model_path), out="q"))
+    rows = run_pipeline(config, progress=False).rows
+    assert all(0.05 < float(r["segment.quality_area"]) < 0.7 for r in rows)
+    assert all(float(r["segment.quality_confidence"]) > 0.5 and int(r["segment.quality_components"]) >= 1
+               for r in rows)
+    assert {"segment.flags", "segment.doubtful", "segment.quality_border_contact"} <= set(rows[0])
+
+
+def test_stride_larger_than_the_model_tile_is_a_config_error(phantom_model, seg_phantoms, tmp_path):
+    with pytest.raises(ConfigError, match="stride_px 100 is larger than the 64 px tile"):
+        load_config(pipeline(tmp_path, seg_phantoms["images"], str(phantom_model.model_path),
+                             stages=[{"segment": {"model": str(phantom_model.model_path), "stride_px": 100}}]))
