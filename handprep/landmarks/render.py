@@ -11,8 +11,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from handprep.stages.contrast import percentiles
-
 SKIN_RGB = np.array([224, 172, 140], np.float32)
 LIGHT_BACKGROUND = 235.0
 DARK_BACKGROUND = 30.0
@@ -24,10 +22,8 @@ def stretch(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Intensity as float32 in [0, 1]: 1st–99th percentile (of the hand when a mask is given)."""
     if image.dtype not in (np.uint8, np.uint16):
         image = cv2.normalize(image, None, 0, 65535, cv2.NORM_MINMAX).astype(np.uint16)
-    if mask is not None and mask.any():
-        lo, hi = np.percentile(image[mask > 0], (1, 99))
-    else:
-        lo, hi = percentiles(image, 1, 99)
+    values = image[mask > 0] if mask is not None and mask.any() else image
+    lo, hi = np.percentile(values, (1, 99))
     return np.clip((image.astype(np.float32) - lo) / max(float(hi - lo), 1.0), 0, 1)
 
 

@@ -20,7 +20,7 @@ from handprep.io import atomic_write_text
 from handprep.pipeline.cache import chain_key, file_sha256
 from handprep.pipeline.labels import Label
 
-_GEOMETRY_PREFIXES = ("read.", "resize.", "crop_to_mask.")
+_GEOMETRY_PREFIXES = ("read.", "resize.", "crop_to_mask.", "orient.", "handedness.", "crop_hand.", "rois")
 
 
 def pack_dataset(output_dir: str | Path, rows: list[dict], labels: dict[str, Label] | None,

@@ -218,7 +218,7 @@ def process_case(case: Case, plan: Plan) -> dict:
             image = state.image if state.image is not None else image
             mask, metrics = state.mask, state.metrics
 
-        keep, reason = True, ""
+        keep, reason, extras = True, "", {}
         for index in range(start, len(steps)):
             step = steps[index]
             current = step.name
@@ -226,6 +226,7 @@ def process_case(case: Case, plan: Plan) -> dict:
             result = apply_step(step, image, mask)
             stage_ms[prefixes[index]] = round((time.perf_counter() - t0) * 1000, 1)
             image, mask = result.image, result.mask
+            extras.update(result.extras)
             metrics.update({f"{prefixes[index]}.{k}": v for k, v in result.metrics.items()})
             if not result.keep:
                 keep, reason = False, result.reason
@@ -243,6 +244,11 @@ def process_case(case: Case, plan: Plan) -> dict:
             if mask is not None and plan.config.export.save_masks:
                 written = write_mask(output_dir / "masks" / f"{case.id}.png", mask)
                 outputs["mask"] = {"path": f"masks/{case.id}.png", "sha256": content_hash(written)}
+            for name, extra in sorted(extras.items()):  # e.g. the rois stage's crops
+                written = write_png(output_dir / "rois" / f"{case.id}_{name}.png", extra, compression)
+                outputs[f"roi:{name}"] = {"path": f"rois/{case.id}_{name}.png", "sha256": content_hash(written)}
+            if extras:
+                row["rois"] = ";".join(v["path"] for k, v in outputs.items() if k.startswith("roi:"))
         row.update(metrics)
         row.update(status="ok" if keep else "dropped", reason=reason,
                    output=outputs.get("image", {}).get("path", ""),
@@ -266,7 +272,7 @@ def process_case(case: Case, plan: Plan) -> dict:
 
 def _clean_stray_temp_files(output_dir: Path) -> int:
     removed = 0
-    for folder in [output_dir, output_dir / "images", output_dir / "masks", output_dir / "dataset"]:
+    for folder in [output_dir, output_dir / "images", output_dir / "masks", output_dir / "rois", output_dir / "dataset"]:
         if folder.is_dir():
             for p in folder.glob(".*.tmp"):
                 p.unlink(missing_ok=True)
@@ -282,8 +288,9 @@ def _clean_stray_temp_files(output_dir: Path) -> int:
 def _remove_stale_outputs(output_dir: Path, rows: list[dict]) -> int:
     """Keep images/ and masks/ equal to the manifest: drop files of images not ok in this run."""
     keep = {r["output"] for r in rows if r["status"] == "ok"} | {r["mask_output"] for r in rows if r["status"] == "ok"}
+    keep |= {p for r in rows if r["status"] == "ok" for p in (r.get("rois") or "").split(";") if p}
     removed = 0
-    for folder in ("images", "masks"):
+    for folder in ("images", "masks", "rois"):
         for p in (output_dir / folder).glob("*.png") if (output_dir / folder).is_dir() else []:
             if f"{folder}/{p.name}" not in keep:
                 p.unlink()

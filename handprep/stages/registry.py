@@ -58,6 +58,7 @@ class Geometry(NamedTuple):
     image: np.ndarray
     mask: np.ndarray | None
     info: dict
+    extras: dict | None = None  # name -> extra image the runner saves beside the output (e.g. ROI crops)
 
 
 @dataclass(frozen=True)
