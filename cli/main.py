@@ -358,6 +358,11 @@ def segment_eval(
     raise typer.Exit(1 if summary["problems"] else 0)
 
 
+from cli.landmarks import landmarks as _landmarks  # noqa: E402  (issue 8)
+
+app.command("landmarks")(_landmarks)
+
+
 def main() -> None:  # pragma: no cover
     app()
 
