@@ -66,3 +66,26 @@ def overlay(image: np.ndarray, points: np.ndarray | None, text: str = "", max_si
         cv2.putText(small, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(small, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (80, 255, 80), 1, cv2.LINE_AA)
     return small
+
+
+LANDMARK_STAGES = ("orient", "handedness", "crop_hand", "rois")
+
+
+def draw_on_cell(cell: np.ndarray, stage_name: str, image: np.ndarray, mask: np.ndarray | None,
+                 params: dict) -> None:
+    """Contact-sheet cell of a landmark stage: its keypoints (and ROI boxes after ``rois``), in place.
+
+    The cell shows ``image`` letterboxed into a square; the keypoints come from the stages'
+    per-process memo, so drawing costs no new detection.
+    """
+    from handprep.landmarks.anatomy import roi_boxes
+    from handprep.landmarks.stages import landmarks_for
+    from handprep.stages.geometry import letterbox_box
+
+    found = landmarks_for(image, mask, params.get("task"), params.get("min_confidence", 0.3))
+    if not found.found:
+        return
+    scale, _, _, top, left = letterbox_box(*image.shape[:2], cell.shape[0])
+    draw_landmarks(cell, found.points, scale, (left, top), radius=2)
+    if stage_name == "rois":
+        draw_boxes(cell, roi_boxes(found.points, params.get("scale", 1.0)), scale, (left, top), labels=False)

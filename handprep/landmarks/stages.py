@@ -25,7 +25,7 @@ from handprep.landmarks.points import axis_angle
 from handprep.landmarks.render import largest_component
 from handprep.landmarks.transform import Affine, crop_scale, mirror, rotated_canvas, warp
 from handprep.stages.mask import check_mask
-from handprep.stages.registry import Geometry, ParamError, Range, stage
+from handprep.stages.registry import Geometry, GeometryExtras, ParamError, Range, stage
 
 _MEMO: OrderedDict = OrderedDict()
 _MEMO_SIZE = 16
@@ -178,7 +178,7 @@ def rois(
     scale: Annotated[float, Range(0.1, 5.0)] = 1.0,
     task: str | None = None,
     min_confidence: Annotated[float, Range(0.0, 1.0)] = 0.3,
-) -> Geometry:
+) -> GeometryExtras:
     """Bone-age regions as ``size_px``² crops saved beside the final image (``rois/<id>_<name>.png``).
 
     Carpals, distal radius and ulna, and the MCP and IP joints of thumb, middle and little
@@ -189,7 +189,7 @@ def rois(
     found = landmarks_for(image, mask, task, min_confidence)
     info = {**qa(found, mask), "count": 0}
     if not found.found:
-        return Geometry(image, mask, info, {})
+        return GeometryExtras(image, mask, info, {})
     boxes = roi_boxes(found.points, scale)
     extras = {name: crop_box(image, box, size_px) for name, box in boxes.items()}
-    return Geometry(image, mask, {**info, "count": len(extras)}, extras)
+    return GeometryExtras(image, mask, {**info, "count": len(extras)}, extras)

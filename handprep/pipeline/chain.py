@@ -45,7 +45,7 @@ def apply_step(step: StageStep, image: np.ndarray, mask: np.ndarray | None) -> S
         geometry = stage.func(image, mask, **params)
         result.image, result.mask = geometry.image, geometry.mask
         metrics.update(geometry.info)
-        result.extras = dict(geometry.extras or {})
+        result.extras = dict(getattr(geometry, "extras", None) or {})
     if kind in ("mask", "segmenter"):
         metrics["mask_area"] = round(mask_area_fraction(result.mask), 5)
     return result

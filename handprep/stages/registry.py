@@ -58,7 +58,16 @@ class Geometry(NamedTuple):
     image: np.ndarray
     mask: np.ndarray | None
     info: dict
-    extras: dict | None = None  # name -> extra image the runner saves beside the output (e.g. ROI crops)
+
+
+class GeometryExtras(NamedTuple):
+    """A geometry result plus extra images (name -> array) that the runner saves beside the
+    output as ``rois/<id>_<name>.png`` and lists in the manifest (e.g. bone-age ROI crops)."""
+
+    image: np.ndarray
+    mask: np.ndarray | None
+    info: dict
+    extras: dict
 
 
 @dataclass(frozen=True)
