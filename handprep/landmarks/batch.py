@@ -59,9 +59,10 @@ def read_landmarks_csv(path: str | Path) -> dict[str, dict]:
     return rows
 
 
-def write_landmarks_csv(path: str | Path, rows: list[dict]) -> None:
+def write_landmarks_csv(path: str | Path, rows: list[dict], extra_columns: tuple[str, ...] = ()) -> None:
+    """Write rows (sorted by id) atomically with the landmarks.csv columns (+ ``extra_columns``)."""
     buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", restval="")
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS + list(extra_columns), extrasaction="ignore", restval="")
     writer.writeheader()
     for row in sorted(rows, key=lambda r: r["id"]):
         writer.writerow(row)
