@@ -147,14 +147,15 @@ class LandmarkDetector:
         when there is no mask.
     margins : the hand box is grown by these fractions per side (the view's scale).
     turns : quarter turns to try (0, 1, 2, 3 → 0°, 90°, 180°, 270° counter-clockwise).
-    mirrors : also try each view mirrored.
+    mirrors : for each view, whether to show it as it is (False) and/or mirrored (True), in order.
     min_inside : a finding with at least this share of keypoints on the hand mask stops the
         search; otherwise the best-scoring finding is kept and flagged.
     """
 
     def __init__(self, task: str | os.PathLike | None = None, min_confidence: float = 0.3, complexity: int = 1,
                  renderings: tuple[str, ...] = RENDERINGS, margins: tuple[float, ...] = DEFAULT_MARGINS,
-                 turns: tuple[int, ...] = DEFAULT_TURNS, mirrors: bool = True, min_inside: float = 0.9):
+                 turns: tuple[int, ...] = DEFAULT_TURNS, mirrors: tuple[bool, ...] = (False, True),
+                 min_inside: float = 0.9):
         unknown = [r for r in renderings if r not in RENDERINGS]
         if unknown:
             raise ValueError(f"unknown rendering {unknown[0]!r}; valid: {', '.join(RENDERINGS)}")
@@ -164,7 +165,7 @@ class LandmarkDetector:
         self.task = None if task is None else str(task)
         self._backend = _TaskHands(self.task, min_confidence) if task else _LegacyHands(min_confidence, complexity)
         self.renderings, self.margins, self.turns = tuple(renderings), tuple(margins), tuple(turns)
-        self.mirrors, self.min_inside = mirrors, min_inside
+        self.mirrors, self.min_inside = tuple(mirrors), min_inside
 
     def _views(self, image: np.ndarray, mask: np.ndarray | None):
         """(rendering, margin, turns, mirrored, rgb view, affine original → view) in search order."""
@@ -177,10 +178,12 @@ class LandmarkDetector:
                 for turns in self.turns:
                     turned = np.ascontiguousarray(np.rot90(rgb, turns))
                     turned_affine = affine.then(quarter_turns(turns, *rgb.shape[:2]))
-                    yield kind, margin, turns, False, turned, turned_affine
-                    if self.mirrors:
-                        yield (kind, margin, turns, True, np.ascontiguousarray(turned[:, ::-1]),
-                               turned_affine.then(mirror(turned.shape[1])))
+                    for mirrored in self.mirrors:
+                        if mirrored:
+                            yield (kind, margin, turns, True, np.ascontiguousarray(turned[:, ::-1]),
+                                   turned_affine.then(mirror(turned.shape[1])))
+                        else:
+                            yield kind, margin, turns, False, turned, turned_affine
 
     def detect(self, image: np.ndarray, mask: np.ndarray | None = None) -> HandLandmarks:
         """Landmarks of the hand in ``image`` (H×W uint8/uint16), using ``mask`` (0/255) if given."""
