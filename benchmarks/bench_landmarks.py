@@ -31,7 +31,7 @@ from handprep.io import read_image, read_mask, write_png  # noqa: E402
 from handprep.landmarks.anatomy import qa  # noqa: E402
 from handprep.landmarks.batch import read_landmarks_csv, to_row, write_landmarks_csv  # noqa: E402
 from handprep.landmarks.detect import HandLandmarks, LandmarkDetector, _LegacyHands  # noqa: E402
-from handprep.landmarks.draw import draw_landmarks, overlay  # noqa: E402
+from handprep.landmarks.draw import overlay  # noqa: E402
 from handprep.landmarks.evaluate import ANNOTATED_INDEX, keypoint_errors, read_annotations, summarise  # noqa: E402
 from handprep.landmarks.points import patient_side  # noqa: E402
 from handprep.landmarks.render import render  # noqa: E402

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from handprep.landmarks.points import NAMES, hand_size, patient_side
-from handprep.landmarks.render import NEEDS_MASK, RENDERINGS, background_rgb, largest_component, render
+from handprep.landmarks.render import NEEDS_MASK, RENDERINGS, largest_component, render
 from handprep.landmarks.transform import Affine, crop_scale, mirror, quarter_turns
 
 WORK_PX = 512  # MediaPipe's palm detector sees 192 px, its landmark model 224 px: 512 px is plenty

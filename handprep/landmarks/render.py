@@ -56,16 +56,6 @@ def render(image: np.ndarray, mask: np.ndarray | None, kind: str) -> np.ndarray:
     return cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
 
 
-def background_rgb(kind: str, rgb: np.ndarray) -> tuple[int, int, int]:
-    """Colour to pad a view with so padding looks like the rendering's background."""
-    if kind == "silhouette":
-        return (int(LIGHT_BACKGROUND),) * 3
-    if kind == "silhouette_dark":
-        return (int(DARK_BACKGROUND),) * 3
-    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
-    return tuple(int(v) for v in np.median(border, axis=0))
-
-
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The biggest connected region of a mask (drops markers and labels), 0/255."""
     binary = (mask > 0).astype(np.uint8)
