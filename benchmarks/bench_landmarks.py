@@ -27,15 +27,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from handprep.io import read_image, read_mask, write_png  # noqa: E402
+from handprep.io import read_image, write_png  # noqa: E402
 from handprep.landmarks.anatomy import qa  # noqa: E402
-from handprep.landmarks.batch import read_landmarks_csv, to_row, write_landmarks_csv  # noqa: E402
+from handprep.landmarks.batch import find_hand, read_landmarks_csv, to_row, write_landmarks_csv  # noqa: E402
 from handprep.landmarks.detect import HandLandmarks, LandmarkDetector, _LegacyHands  # noqa: E402
 from handprep.landmarks.draw import overlay  # noqa: E402
 from handprep.landmarks.evaluate import ANNOTATED_INDEX, keypoint_errors, read_annotations, summarise  # noqa: E402
 from handprep.landmarks.points import patient_side  # noqa: E402
 from handprep.landmarks.render import render  # noqa: E402
-from handprep.stages.mask import fill_contours  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,7 +62,8 @@ def run(args) -> tuple[dict, dict, dict]:
     base = read_landmarks_csv(out / "baseline.csv") if (out / "baseline.csv").is_file() else {}
     timing = json.loads((out / "timing.json").read_text()) if (out / "timing.json").is_file() else {}
     detector, hands, segmenter = LandmarkDetector(), _LegacyHands(0.5, 1), None
-    if not args.masks:
+    masks = Path(args.masks) if args.masks else None
+    if masks is None:
         import torch
 
         torch.set_num_threads(1)
@@ -77,22 +77,17 @@ def run(args) -> tuple[dict, dict, dict]:
             continue
         image = read_image(path)
         t0 = time.perf_counter()
-        if segmenter is not None:
-            mask = fill_contours(segmenter.mask(image), 127, 0.05)
-        else:
-            mask = read_mask(Path(args.masks) / f"{path.stem}.png")
+        found, mask, note, flags = find_hand(image, path.stem, masks, segmenter, detector)
         t1 = time.perf_counter()
-        found = detector.detect(image, mask)
-        t2 = time.perf_counter()
         raw = baseline(hands, image)
-        t3 = time.perf_counter()
-        row = to_row(path.stem, str(path), found, "segmenter" if segmenter else "file", t2 - t1)
-        row.update(qa(found, mask), attempts=found.attempts)
+        t2 = time.perf_counter()
+        row = to_row(path.stem, str(path), found, note, t1 - t0, flags)
+        row.update({k: v for k, v in qa(found, mask).items() if k in ("fingers", "outside", "mask_ratio")},
+                   attempts=found.attempts)
         ours[path.stem] = row
-        base[path.stem] = to_row(path.stem, str(path), raw, "none", t3 - t2)
-        timing[path.stem] = {"mask": t1 - t0 if segmenter else None, "landmarks": t2 - t1, "baseline": t3 - t2,
-                             "attempts": found.attempts, "qa": row["qa"], "fingers": row["fingers"],
-                             "mask_ratio": row["mask_ratio"]}
+        base[path.stem] = to_row(path.stem, str(path), raw, "none", t2 - t1)
+        timing[path.stem] = {"landmarks": t1 - t0, "baseline": t2 - t1, "attempts": found.attempts, "qa": flags,
+                             "fingers": row["fingers"], "mask_ratio": row["mask_ratio"], "mask": note}
         if k % 50 == 49 or k == len(paths) - 1:
             save(out, ours, base, timing)
     save(out, ours, base, timing)
@@ -103,7 +98,7 @@ def run(args) -> tuple[dict, dict, dict]:
 
 def save(out: Path, ours: dict, base: dict, timing: dict) -> None:
     strip = lambda table: [{k: v for k, v in r.items() if k != "points"} for r in table.values()]  # noqa: E731
-    write_landmarks_csv(out / "ours.csv", strip(ours), ("fingers", "outside", "mask_ratio", "qa", "attempts"))
+    write_landmarks_csv(out / "ours.csv", strip(ours), ("fingers", "outside", "mask_ratio", "attempts"))
     write_landmarks_csv(out / "baseline.csv", strip(base))
     (out / "timing.json").write_text(json.dumps(timing))
 
@@ -117,12 +112,13 @@ def points_of(row: dict) -> np.ndarray | None:
 def report(ours: dict, base: dict, timing: dict, args) -> None:
     n = len(ours)
     found = sum(str(r["found"]) == "1" for r in ours.values())
+    returned = sum(bool(r["view"]) for r in ours.values())
     base_found = sum(str(r["found"]) == "1" for r in base.values())
-    sides = Counter(r["handedness"] or "not found" for r in ours.values())
+    sides = Counter(r["handedness"] or "not found/implausible" for r in ours.values())
     base_sides = Counter(r["handedness"] or "not found" for r in base.values())
     print(f"radiographs: {n}")
-    print(f"found: ours {found}/{n} = {100 * found / n:.1f} %   |   baseline (raw MediaPipe, plain image) "
-          f"{base_found}/{n} = {100 * base_found / n:.1f} %")
+    print(f"found: ours {found}/{n} = {100 * found / n:.1f} % plausible ({returned} returned by MediaPipe)   |   "
+          f"baseline (raw MediaPipe, plain image) {base_found}/{n} = {100 * base_found / n:.1f} %")
     print(f"handedness (anatomy): ours {dict(sides)}   |   baseline keypoints {dict(base_sides)}")
     flags = Counter(f for t in timing.values() for f in (t["qa"] or "").split("+") if f)
     print(f"QA flags: {dict(flags)} (fingers counted: {dict(Counter(t['fingers'] for t in timing.values()))})")
@@ -132,11 +128,10 @@ def report(ours: dict, base: dict, timing: dict, args) -> None:
     print(f"attempts per radiograph: median {np.median(attempts):.0f}, mean {attempts.mean():.2f}, max {attempts.max()}")
     lm = np.array([t["landmarks"] for t in timing.values()])
     bl = np.array([t["baseline"] for t in timing.values()])
-    print(f"seconds per radiograph on 1 core: landmarks {lm.mean():.3f} mean / {np.median(lm):.3f} median / "
+    what = "masks from the folder + landmarks" if args.masks else "shipped segmenter (+ contrast fallbacks) + landmarks"
+    print(f"seconds per radiograph on 1 core ({what}): {lm.mean():.3f} mean / {np.median(lm):.3f} median / "
           f"{lm.max():.2f} max; raw MediaPipe {bl.mean():.3f}")
-    masks = [t["mask"] for t in timing.values() if t["mask"] is not None]
-    if masks:
-        print(f"  + shipped segmenter mask {np.mean(masks):.3f} s mean → {np.mean(masks) + lm.mean():.3f} s in all")
+    print(f"mask source: {dict(Counter(t['mask'] for t in timing.values()))}")
     ratios = np.array([float(t["mask_ratio"]) for t in timing.values() if t["mask_ratio"] not in ("", None)])
     if len(ratios):
         print(f"mask area / hand size²: p0.5 {np.percentile(ratios, 0.5):.3f}, p50 {np.median(ratios):.3f}, "

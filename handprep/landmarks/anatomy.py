@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 
 from handprep.landmarks.detect import HandLandmarks, inside_fraction
-from handprep.landmarks.points import FINGERS, MIDDLE_MCP, WRIST, hand_size
+from handprep.landmarks.points import FINGERS, MASK_RATIO_RANGE, MIDDLE_MCP, WRIST, mask_ratio
 from handprep.landmarks.render import largest_component
 
 # name: (anchor keypoints averaged, shift along wrist→middle-MCP in units of that length, side in those units)
@@ -22,7 +22,6 @@ ROI_LAYOUT = {
     "little_dip": ([19], 0.0, 0.25),
 }
 FINGER_MIN_LENGTH = 0.35  # a finger shorter than this × (wrist → middle MCP) is folded or missing
-MASK_RATIO_RANGE = (0.5, 2.5)  # hand-mask area / hand size², outside it the mask or the keypoints are off
 
 
 def roi_boxes(points: np.ndarray, scale: float = 1.0) -> dict[str, tuple[float, float, float, float]]:
@@ -82,7 +81,7 @@ def qa(found: HandLandmarks, mask: np.ndarray | None) -> dict:
         x, y, w, h = cv2.boundingRect(cv2.findNonZero(hand))
         tolerance = 0.03 * max(w, h)
         outside = int(round((1 - inside_fraction(points, hand, tolerance)) * len(points)))
-        ratio = float(np.count_nonzero(hand)) / max(hand_size(points) ** 2, 1.0)
+        ratio = mask_ratio(points, np.count_nonzero(hand))
     else:
         tolerance, outside, ratio = 0.0, 0, float("nan")
     fingers = count_fingers(points, hand, tolerance)

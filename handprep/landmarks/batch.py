@@ -16,12 +16,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from handprep.io import ImageReadError, atomic_write_text, list_images, read_image, read_mask, write_png
+from handprep.landmarks.anatomy import qa
 from handprep.landmarks.detect import HandLandmarks, LandmarkDetector
+from handprep.landmarks.masks import detect_with_segmenter
 from handprep.landmarks.draw import overlay
 from handprep.landmarks.points import NAMES
 
 POINT_COLUMNS = [f"{axis}{i}" for i in range(len(NAMES)) for axis in ("x", "y")]
-COLUMNS = ["id", "found", "score", "handedness", *POINT_COLUMNS, "reason", "rendering", "view", "mask", "path",
+COLUMNS = ["id", "found", "score", "handedness", *POINT_COLUMNS, "reason", "qa", "rendering", "view", "mask", "path",
            "seconds"]
 SAVE_EVERY = 20
 
@@ -37,10 +39,18 @@ class LandmarkRun:
         return sum(int(r["found"]) for r in self.rows)
 
 
-def to_row(case_id: str, path: str, found: HandLandmarks, mask_note: str, seconds: float) -> dict:
-    row = {"id": case_id, "found": int(found.found), "score": f"{found.score:.4f}" if found.found else "",
-           "handedness": found.handedness, "reason": found.reason, "rendering": found.rendering,
-           "view": found.view, "mask": mask_note, "path": path, "seconds": f"{seconds:.3f}"}
+def to_row(case_id: str, path: str, found: HandLandmarks, mask_note: str, seconds: float, flags: str = "") -> dict:
+    """A landmarks.csv row. A hand MediaPipe returned but the QA calls implausible (keypoints off
+    the mask, or a tiny hand in a big mask) is ``found = 0`` with its reason; its keypoints stay
+    in the row for inspection."""
+    implausible = found.found and any(f in ("outside_mask", "mask_area") for f in flags.split("+"))
+    reason = found.reason or (f"implausible hand ({flags}): keypoints off the hand mask or too small for it; "
+                              "check the mask (see the overlay)" if implausible else "")
+    credible = found.found and not implausible
+    row = {"id": case_id, "found": int(credible),
+           "score": f"{found.score:.4f}" if found.found else "", "handedness": found.handedness if credible else "",
+           "reason": reason, "qa": flags, "rendering": found.rendering, "view": found.view, "mask": mask_note,
+           "path": path, "seconds": f"{seconds:.3f}"}
     for i in range(len(NAMES)):
         x, y = ("", "") if found.points is None else (f"{found.points[i, 0]:.2f}", f"{found.points[i, 1]:.2f}")
         row[f"x{i}"], row[f"y{i}"] = x, y
@@ -52,9 +62,8 @@ def read_landmarks_csv(path: str | Path) -> dict[str, dict]:
     rows = {}
     with open(path, newline="") as handle:
         for row in csv.DictReader(handle):
-            found = row.get("found") == "1"
             row["points"] = np.array([[float(row[f"x{i}"]), float(row[f"y{i}"])] for i in range(len(NAMES))]) \
-                if found else None
+                if row.get("x0") else None
             rows[row["id"]] = row
     return rows
 
@@ -69,8 +78,8 @@ def write_landmarks_csv(path: str | Path, rows: list[dict], extra_columns: tuple
     atomic_write_text(path, buffer.getvalue())
 
 
-def _mask_for(image: np.ndarray, stem: str, masks: Path | None, segmenter) -> tuple[np.ndarray | None, str]:
-    """The hand mask and where it came from (``file``, ``segmenter``, or ``none: why``)."""
+def _mask_for(image: np.ndarray, stem: str, masks: Path | None) -> tuple[np.ndarray | None, str]:
+    """The hand mask from the masks folder and where it came from (``file`` or ``none: why``)."""
     if masks is not None:
         candidates = [p for p in masks.glob(f"{stem}.*") if p.suffix.lower() in (".png", ".tif", ".tiff", ".bmp")]
         if not candidates:
@@ -83,10 +92,6 @@ def _mask_for(image: np.ndarray, stem: str, masks: Path | None, segmenter) -> tu
             return None, (f"none: mask {candidates[0]} is {mask.shape[1]}×{mask.shape[0]} px, "
                           f"image {image.shape[1]}×{image.shape[0]} px")
         return mask, "file"
-    if segmenter is not None:
-        from handprep.stages.mask import fill_contours
-
-        return fill_contours(segmenter.mask(image), 127, 0.05), "segmenter"
     return None, "none"
 
 
@@ -134,17 +139,35 @@ def landmark_folder(images: str | Path, out: str | Path, masks: str | Path | Non
     return run
 
 
+def find_hand(image: np.ndarray, stem: str, masks: Path | None, segmenter,
+              detector: LandmarkDetector) -> tuple[HandLandmarks, np.ndarray | None, str, str]:
+    """Keypoints of one radiograph: ``(finding, mask used, mask source, QA flags)``.
+
+    With the segmenter, contrast-boosted re-segmentations are tried when the first mask gives
+    an implausible hand (``handprep.landmarks.masks``).
+    """
+    if masks is None and segmenter is not None:
+        found, mask, note = detect_with_segmenter(detector, image, segmenter)
+    else:
+        mask, note = _mask_for(image, stem, masks)
+        found = detector.detect(image, mask)
+        if not found.found and note.startswith("none:"):
+            found.reason += f" ({note[6:]})"
+    flags = qa(found, mask)["qa"]
+    return found, mask, note, flags
+
+
 def _one(path: Path, masks: Path | None, segmenter, detector: LandmarkDetector, out: Path | None) -> dict:
     started = time.perf_counter()
     try:
         image = read_image(path)
     except ImageReadError as exc:
-        return to_row(path.stem, str(path), HandLandmarks(False, reason=str(exc)), "", time.perf_counter() - started)
-    mask, note = _mask_for(image, path.stem, masks, segmenter)
-    found = detector.detect(image, mask)
-    if not found.found and note.startswith("none:"):
-        found.reason += f" ({note[6:]})"
+        return to_row(path.stem, str(path), HandLandmarks(False, reason=str(exc)), "", time.perf_counter() - started,
+                      "not_found")
+    found, _, note, flags = find_hand(image, path.stem, masks, segmenter, detector)
+    row = to_row(path.stem, str(path), found, note, time.perf_counter() - started, flags)
     if out is not None:
-        text = f"{path.stem} {found.handedness} {found.view}" if found.found else f"{path.stem}: no hand found"
+        text = f"{path.stem} {row['handedness']} {found.view} {flags}".strip() if found.found \
+            else f"{path.stem}: no hand found"
         write_png(out / "overlays" / f"{path.stem}.png", overlay(image, found.points, text))
-    return to_row(path.stem, str(path), found, note, time.perf_counter() - started)
+    return row

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from handprep.landmarks.points import NAMES, hand_size, patient_side
+from handprep.landmarks.points import MASK_RATIO_RANGE, NAMES, hand_size, mask_ratio, patient_side
 from handprep.landmarks.render import NEEDS_MASK, RENDERINGS, largest_component, render
 from handprep.landmarks.transform import Affine, crop_scale, mirror, quarter_turns
 
@@ -148,8 +148,9 @@ class LandmarkDetector:
     margins : the hand box is grown by these fractions per side (the view's scale).
     turns : quarter turns to try (0, 1, 2, 3 → 0°, 90°, 180°, 270° counter-clockwise).
     mirrors : for each view, whether to show it as it is (False) and/or mirrored (True), in order.
-    min_inside : a finding with at least this share of keypoints on the hand mask stops the
-        search; otherwise the best-scoring finding is kept and flagged.
+    min_inside : a finding with at least this share of keypoints on the hand mask, and a hand
+        big enough for the mask (``points.MASK_RATIO_RANGE``), stops the search; otherwise
+        the best-scoring finding is kept (and the QA flags it).
     """
 
     def __init__(self, task: str | os.PathLike | None = None, min_confidence: float = 0.3, complexity: int = 1,
@@ -192,7 +193,8 @@ class LandmarkDetector:
         hand = largest_component(mask) if mask is not None and np.any(mask) else None
         x0, y0, x1, y1 = _box(hand, image.shape)
         tolerance = 0.03 * max(x1 - x0, y1 - y0)
-        best, attempts = None, 0
+        best, best_key, attempts = None, None, 0
+        hand_area = 0 if hand is None else np.count_nonzero(hand)
         for kind, margin, turns, mirrored, view, affine in self._views(image, hand):
             attempts += 1
             found = self._backend(view)
@@ -202,10 +204,14 @@ class LandmarkDetector:
             points = affine.invert(normalised * np.array([view.shape[1], view.shape[0]]))
             inside = inside_fraction(points, hand, tolerance) if hand is not None else float("nan")
             score = mp_score * (1.0 if hand is None else inside)
-            if best is None or score > best.score:
+            # on the hand, and not a tiny "hand" on a marker inside a huge mask
+            plausible = hand is None or (inside >= self.min_inside
+                                         and mask_ratio(points, hand_area) <= MASK_RATIO_RANGE[1])
+            if best is None or (plausible, score) > best_key:
+                best_key = (plausible, score)
                 best = HandLandmarks(True, points, round(score, 4), patient_side(points), kind, margin, turns,
                                      mirrored, inside)
-            if hand is None or inside >= self.min_inside:
+            if plausible:
                 break
         if best is None:
             what = "with its mask" if hand is not None else "without a mask (a hand mask, e.g. from " \

@@ -10,7 +10,7 @@ from handprep.landmarks.batch import read_landmarks_csv
 
 runner = CliRunner()
 EXPECTED_HEADER = (["id", "found", "score", "handedness"] + [f"{a}{i}" for i in range(21) for a in "xy"]
-                   + ["reason", "rendering", "view", "mask", "path", "seconds"])
+                   + ["reason", "qa", "rendering", "view", "mask", "path", "seconds"])
 
 
 def test_landmarks_command(phantoms, tmp_path):
