@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from handprep.landmarks.points import MASK_RATIO_RANGE, NAMES, hand_size, mask_ratio, patient_side
+from handprep.landmarks.points import MASK_RATIO_RANGE, hand_size, mask_ratio, patient_side
 from handprep.landmarks.render import NEEDS_MASK, RENDERINGS, largest_component, render
 from handprep.landmarks.transform import Affine, crop_scale, mirror, quarter_turns
 
@@ -40,7 +40,6 @@ class HandLandmarks:
     inside: float = float("nan")  # fraction of keypoints inside the (tolerantly dilated) mask
     attempts: int = 0
     reason: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def view(self) -> str:
@@ -236,7 +235,3 @@ def detect_landmarks(image: np.ndarray, mask: np.ndarray | None = None, task: st
                      min_confidence: float = 0.3) -> HandLandmarks:
     """Convenience: :meth:`LandmarkDetector.detect` with a cached detector."""
     return get_detector(task, min_confidence).detect(image, mask)
-
-
-def landmark_columns() -> list[str]:
-    return [f"{axis}{i}" for i in range(len(NAMES)) for axis in ("x", "y")]
