@@ -253,6 +253,11 @@ app.command("segment-eval")(_segment.segment_eval)
 app.command("model-info")(_segment.model_info)
 
 
+from cli.landmarks import landmarks as _landmarks  # noqa: E402  (issue 8)
+
+app.command("landmarks")(_landmarks)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

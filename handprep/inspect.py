@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 
 from handprep.io import ImageReadError, read_file_bytes
+from handprep.landmarks.draw import LANDMARK_STAGES, draw_on_cell
 from handprep.pipeline.chain import apply_step
 from handprep.pipeline.config import PipelineConfig
 from handprep.pipeline.runner import Case, decode_case, find_cases
@@ -91,6 +92,8 @@ def contact_sheet(config: PipelineConfig, cases: list[Case], cell_px: int = 256)
                     cells.append(_message_cell(cell_px, f"dropped: {result.reason}"))
                     break
                 cells.append(_display(image, mask, cell_px, step.name not in ("overlay",)))
+                if step.name in LANDMARK_STAGES:
+                    draw_on_cell(cells[-1], step.name, image, mask, step.params)
         except (ImageReadError, StageError) as exc:
             cells.append(_message_cell(cell_px, f"failed: {exc}"))
         while len(cells) < len(names):

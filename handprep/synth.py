@@ -208,3 +208,71 @@ def write_phantom_set(folder: str | Path, n: int = 12, seed: int = 0, height: in
         writer.writerow(["id", "boneage", "male"])
         writer.writerows(rows)
     return {"images": images, "masks": masks, "labels": labels, "ids": ids}
+
+
+# Mean shape of 40 left hands (rsna-raw radiographs, keypoints by handprep.landmarks): MediaPipe's 21
+# keypoints with the wrist at the origin, wrist → middle MCP pointing up (−y), wrist → middle tip = 1.
+HAND_TEMPLATE = np.array([
+    [0.0, 0.0], [0.203, -0.127], [0.319, -0.275], [0.412, -0.406], [0.499, -0.499],
+    [0.135, -0.506], [0.179, -0.71], [0.199, -0.838], [0.21, -0.94],
+    [0.0, -0.51], [-0.011, -0.743], [-0.02, -0.89], [-0.033, -0.999],
+    [-0.121, -0.468], [-0.181, -0.676], [-0.205, -0.805], [-0.222, -0.907],
+    [-0.22, -0.393], [-0.318, -0.526], [-0.374, -0.611], [-0.409, -0.699],
+])
+_CHAINS = ([1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20])
+
+
+def keypoint_phantom(seed: int = 0, rotation_deg: float = 0.0, side: str = "left", height: int = 520,
+                     width: int = 400, age_months: float = 120.0, noise: float = 4.0) -> Phantom:
+    """A hand radiograph drawn around known MediaPipe keypoints (``HAND_TEMPLATE``), for landmark tests.
+
+    ``side`` is the patient's hand in a PA view (a left hand has its thumb on the image's right
+    when the fingers point up; ``right`` mirrors the template); ``rotation_deg`` turns the hand
+    counter-clockwise on screen about the wrist. ``meta["keypoints"]`` holds the 21 keypoints
+    (x, y image pixels), ``meta["side"]`` and ``meta["rotation_deg"]`` the truth.
+    """
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    rng = np.random.default_rng(seed)
+    h, w = height, width
+    size = 0.5 * min(h, w) * rng.uniform(0.95, 1.05)  # fits the frame at any rotation
+    template = HAND_TEMPLATE * size
+    if side == "right":
+        template = template * np.array([-1.0, 1.0])
+    a = math.radians(rotation_deg)
+    turn = np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])  # y down: counter-clockwise
+    centre = np.array([(template[:, 0].min() + template[:, 0].max()) / 2, -0.55 * size])
+    points = np.array([w / 2, h / 2]) + (template - centre) @ turn.T
+    wrist = points[0]
+    down = turn @ np.array([0.0, 1.0])  # from the wrist towards the elbow
+
+    tissue = np.zeros((h, w), np.float32)
+    bone = np.zeros((h, w), np.float32)
+    finger_w = 0.085 * size
+    forearm_end = wrist + down * 2 * max(h, w)
+    _capsule(tissue, wrist, forearm_end, 0.36 * size, 1.0)
+    palm = points[[0, 1, 2, 5, 9, 13, 17]] + (points[[0, 1, 2, 5, 9, 13, 17]] - points[[0, 1, 2, 5, 9, 13, 17]].mean(0)) * 0.12
+    cv2.fillPoly(tissue, [np.round(cv2.convexHull(palm.astype(np.float32))).astype(np.int32)], 1.0)
+    for k, chain in enumerate(_CHAINS):
+        width_k = finger_w * (1.15 if k == 0 else 1.0)
+        tip = points[chain[-1]] + (points[chain[-1]] - points[chain[-2]]) * 0.25
+        for p0, p1 in zip([points[chain[0]], *points[chain[1:]]], [*points[chain[1:]], tip]):
+            _capsule(tissue, p0, p1, width_k, 1.0)
+        # metacarpal from the carpus to the MCP, then phalanges with gaps at the joints
+        base = _along(points[0], points[chain[0]], 0.35) if k else points[1]
+        joints = [base] + [points[i] for i in chain[(1 if k == 0 else 0):]]
+        for p0, p1 in zip(joints[:-1], joints[1:]):
+            _capsule(bone, _along(p0, p1, 0.1), _along(p0, p1, 0.9), width_k * 0.45, 1.0)
+    for dx in (-0.09, 0.08):  # radius and ulna
+        start = wrist + turn @ np.array([dx * size, 0.05 * size])
+        _capsule(bone, start, start + down * 2 * max(h, w), 0.09 * size, 1.0)
+    for dx, dy in ((-0.08, -0.1), (0.0, -0.12), (0.08, -0.1), (-0.05, -0.2), (0.05, -0.2)):
+        centre = wrist + turn @ np.array([dx * size, dy * size])
+        cv2.circle(bone, (int(centre[0]), int(centre[1])), int(0.035 * size), 0.95, -1, cv2.LINE_AA)
+    bone *= tissue > 0.5
+    mask = np.where(tissue > 0.5, 255, 0).astype(np.uint8)
+    film = 15 + 75 * np.clip(tissue, 0, 1) + 100 * np.clip(bone, 0, 1)
+    film = cv2.GaussianBlur(film, (0, 0), 1.2) + rng.normal(0, noise, (h, w)).astype(np.float32)
+    image = np.round(np.clip(film, 0, 255)).astype(np.uint8)
+    meta = {"rotation_deg": float(rotation_deg), "side": side, "keypoints": points}
+    return Phantom(image, mask, age_months, True, meta)

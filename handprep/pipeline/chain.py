@@ -17,6 +17,7 @@ class StepResult:
     keep: bool = True
     reason: str = ""
     metrics: dict = field(default_factory=dict)
+    extras: dict = field(default_factory=dict)  # name -> image the runner saves as rois/<id>_<name>.png
 
 
 def apply_step(step: StageStep, image: np.ndarray, mask: np.ndarray | None) -> StepResult:
@@ -47,6 +48,7 @@ def apply_step(step: StageStep, image: np.ndarray, mask: np.ndarray | None) -> S
         geometry = stage.func(image, mask, **params)
         result.image, result.mask = geometry.image, geometry.mask
         metrics.update(geometry.info)
+        result.extras = dict(getattr(geometry, "extras", None) or {})
     if kind in ("mask", "segmenter"):
         metrics["mask_area"] = round(mask_area_fraction(result.mask), 5)
     return result

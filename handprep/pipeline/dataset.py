@@ -25,7 +25,7 @@ from handprep.io import atomic_write_text
 from handprep.pipeline.cache import chain_key, file_sha256
 from handprep.pipeline.labels import Label
 
-_GEOMETRY_PREFIXES = ("read.", "resize.", "crop_to_mask.")
+_GEOMETRY_PREFIXES = ("read.", "resize.", "crop_to_mask.", "orient.", "handedness.", "crop_hand.", "rois")
 _SPACE_MARGIN = 1.05  # free space asked for beyond the array's size (index, filesystem slack)
 
 

@@ -253,7 +253,7 @@ def _resume(plan: Plan, cache: Cache, ident: _Identity, case: Case, row: dict):
 
 
 def _run_steps(plan: Plan, cache: Cache, ident: _Identity, start: int, image, mask, metrics: dict, decoded,
-               stage_ms: dict, where: list) -> tuple[bool, str, np.ndarray, np.ndarray | None]:
+               stage_ms: dict, where: list, extras: dict) -> tuple[bool, str, np.ndarray, np.ndarray | None]:
     steps, prefixes = plan.config.stages, metric_prefixes(plan.config.stages)
     for index in range(start, len(steps)):
         step = steps[index]
@@ -265,6 +265,7 @@ def _run_steps(plan: Plan, cache: Cache, ident: _Identity, start: int, image, ma
         result = apply_step(step, image, mask)
         stage_ms[prefixes[index]] = round((time.perf_counter() - t0) * 1000, 1)
         image, mask = result.image, result.mask
+        extras.update(result.extras)
         metrics.update({f"{prefixes[index]}.{k}": v for k, v in result.metrics.items()})
         if not result.keep:
             return False, result.reason, image, mask
@@ -275,7 +276,7 @@ def _run_steps(plan: Plan, cache: Cache, ident: _Identity, start: int, image, ma
     return True, "", image, mask
 
 
-def _write_outputs(plan: Plan, case: Case, image, mask) -> dict:
+def _write_outputs(plan: Plan, case: Case, image, mask, extras: dict, row: dict) -> dict:
     output_dir = Path(plan.output)
     outputs = {}
     written = write_png(output_dir / "images" / f"{case.id}.png", image, plan.config.export.png_compression)
@@ -283,6 +284,11 @@ def _write_outputs(plan: Plan, case: Case, image, mask) -> dict:
     if mask is not None and plan.config.export.save_masks:
         written = write_mask(output_dir / "masks" / f"{case.id}.png", mask)
         outputs["mask"] = {"path": f"masks/{case.id}.png", "sha256": content_hash(written)}
+    for name, extra in sorted(extras.items()):  # e.g. the rois stage's crops
+        written = write_png(output_dir / "rois" / f"{case.id}_{name}.png", extra, plan.config.export.png_compression)
+        outputs[f"roi:{name}"] = {"path": f"rois/{case.id}_{name}.png", "sha256": content_hash(written)}
+    if extras:
+        row["rois"] = ";".join(v["path"] for k, v in outputs.items() if k.startswith("roi:"))
     return outputs
 
 
@@ -304,7 +310,7 @@ def process_case(case: Case, plan: Plan) -> dict:
     """
     started = time.perf_counter()
     cache = Cache(Path(plan.output))
-    row, stage_ms, where, ident = _new_row(case), {}, ["read"], None
+    row, stage_ms, where, ident, extras = _new_row(case), {}, ["read"], None, {}
     try:
         ident = _identify(case, plan, row)
         record = cache.load_record(ident.record_key)
@@ -314,9 +320,9 @@ def process_case(case: Case, plan: Plan) -> dict:
             return row
         start, image, mask, metrics, decoded = _resume(plan, cache, ident, case, row)
         keep, reason, image, mask = _run_steps(plan, cache, ident, start, image, mask, metrics, decoded,
-                                               stage_ms, where)
+                                               stage_ms, where, extras)
         where[0] = "write"
-        outputs = _write_outputs(plan, case, image, mask) if keep else {}
+        outputs = _write_outputs(plan, case, image, mask, extras, row) if keep else {}
         _finish_row(row, keep, reason, image, outputs, metrics, stage_ms)
         cached = {k: v for k, v in row.items() if k not in ("cached", "seconds")}
         cache.save_record(ident.record_key, {"row": cached, "outputs": outputs})
@@ -351,7 +357,7 @@ def _os_error_reason(exc: OSError, where: str, case: Case) -> str:
 
 def _clean_stray_temp_files(output_dir: Path) -> int:
     removed = 0
-    for folder in [output_dir, output_dir / "images", output_dir / "masks", output_dir / "dataset"]:
+    for folder in [output_dir, output_dir / "images", output_dir / "masks", output_dir / "rois", output_dir / "dataset"]:
         if folder.is_dir():
             for p in folder.glob(".*.tmp"):
                 p.unlink(missing_ok=True)
@@ -369,19 +375,24 @@ def _previous_outputs(output_dir: Path) -> set[str]:
     path = output_dir / "manifest.csv"
     try:
         with open(path, newline="") as handle:
-            return {r[k] for r in csv.DictReader(handle) for k in ("output", "mask_output") if r.get(k)}
+            return {path for r in csv.DictReader(handle) for path in _row_outputs(r)}
     except (OSError, csv.Error):
         return set()
+
+
+def _row_outputs(row: dict) -> list[str]:
+    """The files a manifest row says were written for it (image, mask, ROI crops)."""
+    return [p for p in [row.get("output"), row.get("mask_output"), *(row.get("rois") or "").split(";")] if p]
 
 
 def _remove_stale_outputs(output_dir: Path, rows: list[dict], written_before: set[str]) -> int:
     """Keep images/ and masks/ equal to the manifest: delete files of images that are no longer
     ok — only files an earlier run recorded writing, never anything else in the folder."""
-    keep = {r.get(k) for r in rows if r["status"] == "ok" for k in ("output", "mask_output")}
+    keep = {p for r in rows if r["status"] == "ok" for p in _row_outputs(r)}
     removed = 0
     for relative in sorted(written_before - keep):
         path = output_dir / relative
-        if relative.startswith(("images/", "masks/")) and ".." not in Path(relative).parts and path.is_file():
+        if relative.startswith(("images/", "masks/", "rois/")) and ".." not in Path(relative).parts and path.is_file():
             path.unlink()
             removed += 1
     return removed

@@ -60,6 +60,16 @@ class Geometry(NamedTuple):
     info: dict
 
 
+class GeometryExtras(NamedTuple):
+    """A geometry result plus extra images (name -> array) that the runner saves beside the
+    output as ``rois/<id>_<name>.png`` and lists in the manifest (e.g. bone-age ROI crops)."""
+
+    image: np.ndarray
+    mask: np.ndarray | None
+    info: dict
+    extras: dict
+
+
 @dataclass(frozen=True)
 class Range:
     """Inclusive numeric bounds for a stage parameter (None: unbounded); ``odd`` for kernels
@@ -235,7 +245,7 @@ def stage(name: str, kind: str, version: int = 1, expensive: bool = False,
 # Capability packages that contribute stages. They import this module, so it imports them
 # by name and lazily, on the first look-up: stages/ never imports from the packages above it.
 PLUGIN_MODULES = ("handprep.stages.contrast", "handprep.stages.enhance", "handprep.stages.geometry",
-                  "handprep.stages.mask", "handprep.segment.stage")
+                  "handprep.stages.mask", "handprep.segment.stage", "handprep.landmarks.stages")
 
 
 def load_stages() -> dict[str, Stage]:
