@@ -40,6 +40,19 @@ def _along(p0, p1, t):
     return (p0[0] + (p1[0] - p0[0]) * t, p0[1] + (p1[1] - p0[1]) * t)
 
 
+@dataclass
+class _Hand:
+    """Tissue and bone density maps of a drawn hand, and where it is."""
+
+    tissue: np.ndarray
+    bone: np.ndarray
+    cx: float
+    wrist_y: float
+    size: float  # the hand's scale in pixels (grows with age)
+    finger_w: float
+    n_carpals: int
+
+
 def phantom(
     seed: int = 0,
     height: int = 520,
@@ -66,12 +79,24 @@ def phantom(
     marker = bool(rng.random() < 0.7) if marker is None else marker
     rotation = float(rng.uniform(-12, 12)) if rotation_deg is None else rotation_deg
 
-    h, w = height, width
+    hand = _draw_hand(rng, height, width, age)
+    mask = _rotate_hand(hand, rotation)
+    film = _expose(rng, hand, mask, noise)
+    if border:
+        _add_film_border(rng, film, mask)
+    if marker:
+        _add_marker(rng, film, mask)
+    image = _develop(film, low_contrast, inverted, bits)
+    meta = {"border": border, "marker": marker, "rotation_deg": round(rotation, 2), "carpals": hand.n_carpals,
+            "low_contrast": low_contrast, "inverted": inverted, "bits": bits}
+    return Phantom(image, mask, age, male, meta)
+
+
+def _draw_hand(rng: np.random.Generator, h: int, w: int, age: float) -> _Hand:
     growth = 0.75 + 0.25 * min(age, 216) / 216  # hands grow with age
     s = min(h, w) * growth
     cx, wrist_y = w * rng.uniform(0.46, 0.54), h * rng.uniform(0.70, 0.76)
     palm_w, palm_h = 0.42 * s, 0.32 * s
-    palm_top = wrist_y - palm_h
     tissue = np.zeros((h, w), np.float32)
     bone = np.zeros((h, w), np.float32)
 
@@ -95,91 +120,112 @@ def phantom(
     carpal_r = 0.028 * s * (0.6 + 0.4 * min(age, 180) / 180)
     for dx, dy in carpal_spots[:n_carpals]:
         cv2.circle(bone, (int(cx + dx * s), int(wrist_y + dy * s * 0.9)), int(carpal_r), 0.95, -1, cv2.LINE_AA)
+    hand = _Hand(tissue, bone, cx, wrist_y, s, 0.085 * s, n_carpals)
+    _draw_fingers(rng, hand, palm_w, wrist_y - palm_h, gap)
+    return hand
 
-    # fingers: (x offset at palm top, angle°, length), thumb last
+
+def _draw_fingers(rng: np.random.Generator, hand: _Hand, palm_w: float, palm_top: float, gap: float) -> None:
+    """Four fingers with metacarpals, phalanges and epiphyses, then the thumb (left or right hand)."""
+    cx, s, finger_w, tissue, bone = hand.cx, hand.size, hand.finger_w, hand.tissue, hand.bone
+    # (x offset at palm top, angle°, length), thumb last
     fingers = [(-0.15, -14, 0.38), (-0.05, -4, 0.44), (0.05, 4, 0.42), (0.15, 13, 0.34)]
     if rng.random() < 0.5:  # left or right hand
         fingers = [(-dx, -a, L) for dx, a, L in fingers]
         thumb_side = 1
     else:
         thumb_side = -1
-    finger_w = 0.085 * s
     for dx, angle, length in fingers:
         angle += rng.uniform(-4, 4)
         base = (cx + dx * s, palm_top + 0.05 * s)
         rad = math.radians(angle)
         tip = (base[0] + math.sin(rad) * length * s, base[1] - math.cos(rad) * length * s)
         _capsule(tissue, base, tip, finger_w, 1.0)
-        mc_base = (cx + dx * s * 0.55, wrist_y - 0.15 * s)
+        mc_base = (cx + dx * s * 0.55, hand.wrist_y - 0.15 * s)
         _capsule(bone, mc_base, _along(base, mc_base, 0.08), finger_w * 0.45, 1.0)  # metacarpal
         cuts = [0.05, 0.45, 0.75, 0.96]  # proximal, middle, distal phalanx
         for a, b in zip(cuts[:-1], cuts[1:]):
             p0, p1 = _along(base, tip, a + 0.03), _along(base, tip, b - 0.03)
             _capsule(bone, _along(p0, p1, 0.12 + gap / (length * s)), p1, finger_w * 0.42, 1.0)
             _capsule(bone, p0, _along(p0, p1, 0.06), finger_w * 0.46, 0.9)  # epiphysis
-    t_base = (cx + thumb_side * palm_w * 0.42, wrist_y - 0.10 * s)
+    t_base = (cx + thumb_side * palm_w * 0.42, hand.wrist_y - 0.10 * s)
     t_rad = math.radians(thumb_side * rng.uniform(40, 55))
     t_tip = (t_base[0] + math.sin(t_rad) * 0.30 * s, t_base[1] - math.cos(t_rad) * 0.30 * s)
     _capsule(tissue, t_base, t_tip, finger_w * 1.1, 1.0)
     for a, b in ((0.05, 0.45), (0.5, 0.78), (0.8, 0.97)):
         _capsule(bone, _along(t_base, t_tip, a), _along(t_base, t_tip, b), finger_w * 0.45, 1.0)
 
-    # rotate the hand about the wrist
-    matrix = cv2.getRotationMatrix2D((cx, wrist_y), rotation, 1.0)
-    tissue = cv2.warpAffine(tissue, matrix, (w, h), flags=cv2.INTER_LINEAR)
-    bone = cv2.warpAffine(bone, matrix, (w, h), flags=cv2.INTER_LINEAR) * (tissue > 0.5)
-    mask = np.where(tissue > 0.5, 255, 0).astype(np.uint8)
 
+def _rotate_hand(hand: _Hand, rotation: float) -> np.ndarray:
+    """Rotate the hand about the wrist (in place); return its exact mask."""
+    h, w = hand.tissue.shape
+    matrix = cv2.getRotationMatrix2D((hand.cx, hand.wrist_y), rotation, 1.0)
+    hand.tissue = cv2.warpAffine(hand.tissue, matrix, (w, h), flags=cv2.INTER_LINEAR)
+    hand.bone = cv2.warpAffine(hand.bone, matrix, (w, h), flags=cv2.INTER_LINEAR) * (hand.tissue > 0.5)
+    return np.where(hand.tissue > 0.5, 255, 0).astype(np.uint8)
+
+
+def _expose(rng: np.random.Generator, hand: _Hand, mask: np.ndarray, noise: float) -> np.ndarray:
+    """Film density: background, soft tissue thinning to the edges, cortical bone; blur and noise."""
+    s, finger_w = hand.size, hand.finger_w
     # soft tissue is thinner, so darker, towards the edges of the hand
     depth = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
     thickness = 0.5 + 0.5 * np.clip(depth / (0.05 * s), 0, 1) ** 0.6
     # bones: dense cortex around a lighter medullary canal
-    solid = (bone > 0.5).astype(np.uint8)
+    solid = (hand.bone > 0.5).astype(np.uint8)
     core = cv2.GaussianBlur(cv2.erode(solid, np.ones((max(3, int(finger_w * 0.15)),) * 2, np.uint8)).astype(np.float32),
                             (0, 0), max(1.0, finger_w * 0.06))
-    bone = bone * (1 - 0.35 * core)
+    bone = hand.bone * (1 - 0.35 * core)
 
     background = rng.uniform(8, 25)
     soft = rng.uniform(75, 110)
     dense = rng.uniform(170, 210)
-    film = background + (soft - background) * np.clip(tissue, 0, 1) * thickness + (dense - soft) * np.clip(bone, 0, 1)
+    film = background + (soft - background) * np.clip(hand.tissue, 0, 1) * thickness \
+        + (dense - soft) * np.clip(bone, 0, 1)
     film = cv2.GaussianBlur(film, (0, 0), 1.2)
     film += rng.normal(0, noise, film.shape).astype(np.float32)
+    return film
 
-    if border:
-        t = int(rng.uniform(0.02, 0.05) * min(h, w))
-        level = rng.uniform(200, 240)
-        sides = rng.choice(4, size=int(rng.integers(1, 5)), replace=False)
-        for side in sides:
-            region = [(slice(0, t), slice(None)), (slice(h - t, h), slice(None)),
-                      (slice(None), slice(0, t)), (slice(None), slice(w - t, w))][side]
-            film[region] = level
-        mask[:t] = 0 if 0 in sides else mask[:t]
-        mask[h - t:] = 0 if 1 in sides else mask[h - t:]
-        mask[:, :t] = 0 if 2 in sides else mask[:, :t]
-        mask[:, w - t:] = 0 if 3 in sides else mask[:, w - t:]
-    if marker:
-        scale = 0.0035 * min(h, w)
-        corner_x = int(w * (0.06 if rng.random() < 0.5 else 0.82))
-        org = (corner_x, int(h * 0.14))
-        letters = np.zeros((h, w), np.uint8)
-        cv2.putText(letters, "L", org, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, max(1, int(scale * 2.5)), cv2.LINE_AA)
-        letters[mask > 0] = 0  # a marker never covers the hand
-        film = np.where(letters > 0, 250.0, film)
 
+def _add_film_border(rng: np.random.Generator, film: np.ndarray, mask: np.ndarray) -> None:
+    """Bright bands on 1–4 sides (cassette edges); the hand under them is not in the mask."""
+    h, w = film.shape
+    t = int(rng.uniform(0.02, 0.05) * min(h, w))
+    level = rng.uniform(200, 240)
+    sides = rng.choice(4, size=int(rng.integers(1, 5)), replace=False)
+    for side in sides:
+        region = [(slice(0, t), slice(None)), (slice(h - t, h), slice(None)),
+                  (slice(None), slice(0, t)), (slice(None), slice(w - t, w))][side]
+        film[region] = level
+    mask[:t] = 0 if 0 in sides else mask[:t]
+    mask[h - t:] = 0 if 1 in sides else mask[h - t:]
+    mask[:, :t] = 0 if 2 in sides else mask[:, :t]
+    mask[:, w - t:] = 0 if 3 in sides else mask[:, w - t:]
+
+
+def _add_marker(rng: np.random.Generator, film: np.ndarray, mask: np.ndarray) -> None:
+    """A burned-in side marker "L" in an upper corner, never over the hand."""
+    h, w = film.shape
+    scale = 0.0035 * min(h, w)
+    corner_x = int(w * (0.06 if rng.random() < 0.5 else 0.82))
+    org = (corner_x, int(h * 0.14))
+    letters = np.zeros((h, w), np.uint8)
+    cv2.putText(letters, "L", org, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, max(1, int(scale * 2.5)), cv2.LINE_AA)
+    letters[mask > 0] = 0
+    film[letters > 0] = 250.0
+
+
+def _develop(film: np.ndarray, low_contrast: bool, inverted: bool, bits: int) -> np.ndarray:
+    """Contrast, polarity and bit depth of the stored image."""
     if low_contrast:
         film = 118 + (film - film.mean()) * 0.03
     film = np.clip(film, 0, 255)
     if inverted:
         film = 255 - film
     if bits == 8:
-        image = np.round(film).astype(np.uint8)
-    else:
-        top = 2**bits - 1
-        image = np.round(film / 255.0 * top).astype(np.uint16)
-    meta = {"border": border, "marker": marker, "rotation_deg": round(rotation, 2), "carpals": n_carpals,
-            "low_contrast": low_contrast, "inverted": inverted, "bits": bits}
-    return Phantom(image, mask, age, male, meta)
+        return np.round(film).astype(np.uint8)
+    top = 2**bits - 1
+    return np.round(film / 255.0 * top).astype(np.uint16)
 
 
 def write_phantom_set(folder: str | Path, n: int = 12, seed: int = 0, height: int = 520, width: int = 400,
