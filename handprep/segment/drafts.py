@@ -202,3 +202,116 @@ def propose(images: str | Path, out: str | Path, method: str = "threshold", mode
     atomic_write_text(out / "review" / "review.csv", buffer.getvalue())
     return {"drafted": len(rows), "skipped": len(done), "flagged": sum(1 for r in rows if r["flags"]),
             "sheets": sheets, "problems": problems}
+
+
+# --- correcting drafts: GrabCut and recorded polygon edits --------------------------------------
+
+def grabcut_refine(image: np.ndarray, mask: np.ndarray, band_px: int = 12, iterations: int = 4) -> np.ndarray:
+    """Snap a draft's outline to the image's edges with GrabCut, within ``band_px`` of the draft.
+
+    Pixels deeper than ``band_px`` inside the draft are certain hand, those farther than
+    ``band_px`` outside are certain background; GrabCut decides the band in between from the
+    grey-level models of both. A draft that is already right stays within the band; one that
+    is off by more than ``band_px`` cannot be repaired this way (edit it instead).
+    """
+    if image.dtype != np.uint8:
+        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    binary = (mask > 0).astype(np.uint8)
+    if not binary.any() or binary.all():
+        return np.where(binary > 0, 255, 0).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band_px + 1, 2 * band_px + 1))
+    inner = cv2.erode(binary, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    outer = cv2.dilate(binary, kernel)
+    labels = np.full(binary.shape, cv2.GC_BGD, np.uint8)
+    labels[outer > 0] = cv2.GC_PR_BGD
+    labels[binary > 0] = cv2.GC_PR_FGD
+    labels[inner > 0] = cv2.GC_FGD
+    if not (labels == cv2.GC_BGD).any() or not (labels == cv2.GC_FGD).any():
+        return np.where(binary > 0, 255, 0).astype(np.uint8)  # GrabCut needs both certain classes
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.grabCut(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), labels, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    return np.where((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
+
+
+def _polygon(shape: tuple[int, int], points) -> np.ndarray:
+    area = np.zeros(shape, np.uint8)
+    cv2.fillPoly(area, [np.round(np.asarray(points, np.float64)).astype(np.int32).reshape(-1, 1, 2)], 255)
+    return area
+
+
+def _grow(image: np.ndarray, mask: np.ndarray, level: float, within: np.ndarray | None) -> np.ndarray:
+    """Add pixels brighter than ``level`` (optionally only inside ``within``) connected to the mask."""
+    candidate = np.where(image > level, 255, 0).astype(np.uint8)
+    if within is not None:
+        candidate &= within
+    joined = candidate | mask
+    count, labels = cv2.connectedComponents(joined, connectivity=8)
+    touching = np.unique(labels[mask > 0])
+    return np.where(np.isin(labels, touching[touching > 0]), 255, 0).astype(np.uint8)
+
+
+EDIT_OPS = ("cut", "add", "keep", "grow", "open", "grabcut", "smooth")
+
+
+def apply_edits(image: np.ndarray, mask: np.ndarray, edits: list[dict]) -> np.ndarray:
+    """Apply recorded corrections to a draft, in order, then keep one filled region.
+
+    Each edit is a one-key dict, coordinates in full-resolution pixels (x, y):
+    ``{"cut": [[x, y], ...]}`` remove a polygon (a marker, a frame strip);
+    ``{"add": [[x, y], ...]}`` add a polygon (a missed fingertip);
+    ``{"keep": [[x, y], ...]}`` keep only what lies inside a polygon (clip collimation edges);
+    ``{"grow": {"level": L, "within": [[x, y], ...]}}`` add pixels brighter than grey level L
+    connected to the mask (``within`` optional) — faint soft tissue the draft missed;
+    ``{"open": px}`` morphological opening with a disc of radius ``px`` (breaks thin bridges
+    to markers and frames); ``{"grabcut": band_px}`` snap the outline (``grabcut_refine``);
+    ``{"smooth": sigma_px}`` smooth the outline (``smooth_mask``).
+    """
+    mask = np.where(mask > 0, 255, 0).astype(np.uint8)
+    for number, edit in enumerate(edits):
+        if len(edit) != 1 or next(iter(edit)) not in EDIT_OPS:
+            raise ValueError(f"edit {number} ({edit!r}) must be one of {', '.join(EDIT_OPS)} with its argument")
+        (op, arg), = edit.items()
+        if op == "cut":
+            mask = mask & ~_polygon(mask.shape, arg)
+        elif op == "add":
+            mask = mask | _polygon(mask.shape, arg)
+        elif op == "keep":
+            mask = mask & _polygon(mask.shape, arg)
+        elif op == "grow":
+            within = _polygon(mask.shape, arg["within"]) if arg.get("within") else None
+            mask = _grow(image, mask, float(arg["level"]), within)
+        elif op == "open":
+            disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(arg) + 1, 2 * int(arg) + 1))
+            mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, disc)
+        elif op == "grabcut":
+            mask = grabcut_refine(image, mask, band_px=int(arg))
+        else:
+            mask = smooth_mask(mask, float(arg))
+    return fill_contours(largest_component(mask))
+
+
+def film_region(image: np.ndarray, level: int = 4, min_fraction: float = 0.05) -> np.ndarray:
+    """The exposed film inside black padding: the region brighter than ``level`` (after a blur).
+
+    Raw films are often scanned onto a black canvas (exactly 0). A faint film's percentiles
+    are then dominated by the padding, and the film looks uniformly grey. Regions smaller than
+    ``min_fraction`` of the image (labels in the padding) are dropped; the region is filled.
+    """
+    small = cv2.GaussianBlur(image, (0, 0), 2)
+    binary = np.where(small > level, 255, 0).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_fraction * image.size]
+    if not keep:
+        return np.full(image.shape, 255, np.uint8)
+    return fill_contours(np.where(np.isin(labels, keep), 255, 0).astype(np.uint8))
+
+
+def film_stretch(image: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.5) -> np.ndarray:
+    """uint8 image stretched by the film's own percentiles; the padding outside the film set to 0."""
+    if image.dtype != np.uint8:
+        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    film = film_region(image)
+    lo, hi = np.percentile(image[film > 0], (low_pct, high_pct))
+    stretched = np.clip((image.astype(np.float32) - lo) * 255.0 / max(hi - lo, 1.0), 0, 255).astype(np.uint8)
+    stretched[film == 0] = 0
+    return stretched
