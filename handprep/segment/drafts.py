@@ -233,7 +233,7 @@ def grabcut_refine(image: np.ndarray, mask: np.ndarray, band_px: int = 12, itera
     return np.where((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
 
 
-def _polygon(shape: tuple[int, int], points) -> np.ndarray:
+def polygon_mask(shape: tuple[int, int], points) -> np.ndarray:
     area = np.zeros(shape, np.uint8)
     cv2.fillPoly(area, [np.round(np.asarray(points, np.float64)).astype(np.int32).reshape(-1, 1, 2)], 255)
     return area
@@ -272,13 +272,13 @@ def apply_edits(image: np.ndarray, mask: np.ndarray, edits: list[dict]) -> np.nd
             raise ValueError(f"edit {number} ({edit!r}) must be one of {', '.join(EDIT_OPS)} with its argument")
         (op, arg), = edit.items()
         if op == "cut":
-            mask = mask & ~_polygon(mask.shape, arg)
+            mask = mask & ~polygon_mask(mask.shape, arg)
         elif op == "add":
-            mask = mask | _polygon(mask.shape, arg)
+            mask = mask | polygon_mask(mask.shape, arg)
         elif op == "keep":
-            mask = mask & _polygon(mask.shape, arg)
+            mask = mask & polygon_mask(mask.shape, arg)
         elif op == "grow":
-            within = _polygon(mask.shape, arg["within"]) if arg.get("within") else None
+            within = polygon_mask(mask.shape, arg["within"]) if arg.get("within") else None
             mask = _grow(image, mask, float(arg["level"]), within)
         elif op == "open":
             disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(arg) + 1, 2 * int(arg) + 1))
@@ -315,3 +315,48 @@ def film_stretch(image: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.5
     stretched = np.clip((image.astype(np.float32) - lo) * 255.0 / max(hi - lo, 1.0), 0, 255).astype(np.uint8)
     stretched[film == 0] = 0
     return stretched
+
+
+def _background_surface(image: np.ndarray, sample: np.ndarray, step: int = 8) -> np.ndarray:
+    """Least-squares quadratic surface in (x, y) through the pixels in ``sample`` (heel effect, fogging)."""
+    h, w = image.shape
+    ys, xs = np.nonzero(sample[::step, ::step])
+    values = image[::step, ::step][ys, xs].astype(np.float64)
+    ys, xs = ys * step / h - 0.5, xs * step / w - 0.5
+    design = np.stack([np.ones_like(xs), xs, ys, xs * ys, xs ** 2, ys ** 2], axis=1)
+    coef = np.linalg.lstsq(design, values, rcond=None)[0]
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float64)
+    gy, gx = gy / h - 0.5, gx / w - 0.5
+    return (coef[0] + coef[1] * gx + coef[2] * gy + coef[3] * gx * gy + coef[4] * gx ** 2
+            + coef[5] * gy ** 2).astype(np.float32)
+
+
+def film_threshold_mask(image: np.ndarray, fraction: float = 0.1, blur_px: float = 2.5, rounds: int = 2,
+                        edge_px: int = 6, within: np.ndarray | None = None) -> np.ndarray:
+    """Classical draft for faint films on black padding: threshold above a fitted background.
+
+    Inside the film (``film_region``, less ``edge_px`` at its edge), the background is a
+    quadratic surface fitted to the pixels outside the current hand estimate; the hand is what
+    rises above it by ``fraction`` of the span to the 99th percentile. ``rounds`` refits
+    after each estimate. Markers and frames inside the film are not told apart: pass
+    ``within`` (0/255, where the hand may be) to leave them out, or edit the result.
+    """
+    if image.dtype != np.uint8:
+        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    film = film_region(image) if within is None else film_region(image) & within
+    film = cv2.erode(film, np.ones((2 * edge_px + 1, 2 * edge_px + 1), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                     borderValue=0)
+    smooth = cv2.GaussianBlur(image, (0, 0), blur_px).astype(np.float32)
+    values = np.round(smooth[film > 0]).astype(int)
+    background = np.full(image.shape, float(np.argmax(np.bincount(values, minlength=256))), np.float32)
+    hand = np.zeros(image.shape, np.uint8)
+    for _ in range(rounds + 1):
+        residual = smooth - background
+        level = fraction * max(float(np.percentile(residual[film > 0], 99)), 1.0)
+        hand = np.where((residual > level) & (film > 0), 255, 0).astype(np.uint8)
+        hand = fill_contours(largest_component(cv2.morphologyEx(hand, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))))
+        outside = (film > 0) & (cv2.dilate(hand, np.ones((15, 15), np.uint8)) == 0)
+        if outside.sum() < 100:
+            break
+        background = _background_surface(smooth, outside)
+    return fill_contours(largest_component(smooth_mask(hand)))

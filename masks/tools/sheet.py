@@ -83,10 +83,11 @@ def main() -> None:
     parser.add_argument("--masks", required=True)
     parser.add_argument("--crop")
     parser.add_argument("--cell", type=int, default=400)
+    parser.add_argument("--cols", type=int, default=4)
     args = parser.parse_args()
     folders = [Path(f) for f in args.masks.split(",")]
     if args.mode == "sheet":
-        sheet(args.images, folders, args.ids, args.out, cell=args.cell)
+        sheet(args.images, folders, args.ids, args.out, cell=args.cell, cols=args.cols)
     else:
         grid(args.images, folders, args.ids[0], args.out, [int(v) for v in args.crop.split(",")] if args.crop else None)
 
