@@ -250,7 +250,7 @@ def _grow(image: np.ndarray, mask: np.ndarray, level: float, within: np.ndarray 
     return np.where(np.isin(labels, touching[touching > 0]), 255, 0).astype(np.uint8)
 
 
-EDIT_OPS = ("cut", "add", "keep", "grow", "open", "grabcut", "smooth")
+EDIT_OPS = ("cut", "add", "keep", "grow", "film", "open", "grabcut", "smooth")
 
 
 def apply_edits(image: np.ndarray, mask: np.ndarray, edits: list[dict]) -> np.ndarray:
@@ -262,6 +262,8 @@ def apply_edits(image: np.ndarray, mask: np.ndarray, edits: list[dict]) -> np.nd
     ``{"keep": [[x, y], ...]}`` keep only what lies inside a polygon (clip collimation edges);
     ``{"grow": {"level": L, "within": [[x, y], ...]}}`` add pixels brighter than grey level L
     connected to the mask (``within`` optional) — faint soft tissue the draft missed;
+    ``{"film": {"within": [[x, y], ...], "fraction": f}}`` add the film threshold drafted inside
+    a polygon (a part of the film with its own background level, e.g. a brighter exposure zone);
     ``{"open": px}`` morphological opening with a disc of radius ``px`` (breaks thin bridges
     to markers and frames); ``{"grabcut": band_px}`` snap the outline (``grabcut_refine``);
     ``{"smooth": sigma_px}`` smooth the outline (``smooth_mask``).
@@ -280,6 +282,10 @@ def apply_edits(image: np.ndarray, mask: np.ndarray, edits: list[dict]) -> np.nd
         elif op == "grow":
             within = polygon_mask(mask.shape, arg["within"]) if arg.get("within") else None
             mask = _grow(image, mask, float(arg["level"]), within)
+        elif op == "film":
+            zone = film_threshold_mask(image, fraction=float(arg.get("fraction", 0.1)),
+                                       within=polygon_mask(mask.shape, arg["within"]))
+            mask = mask | zone
         elif op == "open":
             disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(arg) + 1, 2 * int(arg) + 1))
             mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, disc)

@@ -38,8 +38,9 @@ def describe(edits: list[dict], recipe: dict) -> str:
     for edit in edits:
         (op, arg), = edit.items()
         parts.append({"cut": "cut a polygon", "add": "added a polygon", "keep": "kept inside a polygon",
-                      "grow": "grew into faint tissue", "open": f"opening r={arg}", "grabcut": "GrabCut snap",
-                      "smooth": "smoothed"}[op])
+                      "grow": "grew into faint tissue above a measured level",
+                      "film": "added a film threshold drafted in a second zone", "open": f"opening r={arg}",
+                      "grabcut": "GrabCut snap", "smooth": "smoothed"}[op])
     return "; ".join(parts) if parts else "none (draft accepted after review)"
 
 
