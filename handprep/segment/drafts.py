@@ -250,7 +250,7 @@ def _grow(image: np.ndarray, mask: np.ndarray, level: float, within: np.ndarray 
     return np.where(np.isin(labels, touching[touching > 0]), 255, 0).astype(np.uint8)
 
 
-EDIT_OPS = ("cut", "add", "keep", "grow", "film", "open", "grabcut", "smooth")
+EDIT_OPS = ("cut", "add", "keep", "grow", "film", "skin", "open", "grabcut", "smooth")
 
 
 def apply_edits(image: np.ndarray, mask: np.ndarray, edits: list[dict]) -> np.ndarray:
@@ -264,6 +264,7 @@ def apply_edits(image: np.ndarray, mask: np.ndarray, edits: list[dict]) -> np.nd
     connected to the mask (``within`` optional) — faint soft tissue the draft missed;
     ``{"film": {"within": [[x, y], ...], "fraction": f}}`` add the film threshold drafted inside
     a polygon (a part of the film with its own background level, e.g. a brighter exposure zone);
+    ``{"skin": {"max_px": d, "k": k}}`` extend the outline to the skin (``extend_to_skin``);
     ``{"open": px}`` morphological opening with a disc of radius ``px`` (breaks thin bridges
     to markers and frames); ``{"grabcut": band_px}`` snap the outline (``grabcut_refine``);
     ``{"smooth": sigma_px}`` smooth the outline (``smooth_mask``).
@@ -286,6 +287,8 @@ def apply_edits(image: np.ndarray, mask: np.ndarray, edits: list[dict]) -> np.nd
             zone = film_threshold_mask(image, fraction=float(arg.get("fraction", 0.1)),
                                        within=polygon_mask(mask.shape, arg["within"]))
             mask = mask | zone
+        elif op == "skin":
+            mask = extend_to_skin(image, mask, **arg)
         elif op == "open":
             disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(arg) + 1, 2 * int(arg) + 1))
             mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, disc)
@@ -366,3 +369,83 @@ def film_threshold_mask(image: np.ndarray, fraction: float = 0.1, blur_px: float
             break
         background = _background_surface(smooth, outside)
     return fill_contours(largest_component(smooth_mask(hand)))
+
+
+def extend_to_skin(image: np.ndarray, mask: np.ndarray, max_px: int = 15, k: float = 4.0,
+                   min_step: float = 2.5) -> np.ndarray:
+    """Grow a hand outline outwards to where the image falls to the local background.
+
+    Threshold drafts cut a soft edge part-way: thin soft tissue at fingertips and a dim rim
+    (blur, slight motion) lie between the hand's level and the background's. Here the
+    background is a quadratic surface fitted to the film at least 10 px outside the mask;
+    pixels within ``max_px`` of the mask that stand above it by more than ``k`` robust standard
+    deviations of the ring 15–40 px outside (noise plus the surface's misfit, so scatter
+    between the fingers stays out; at least ``min_step`` grey levels), no brighter than the outline pixel nearest to them (the image must fade
+    outwards: frame strips and markers beside the hand are brighter) and touch the mask are
+    added. It stops at the background, so a dark edge-enhancement halo is never taken, and it
+    never grows further than ``max_px``.
+    """
+    if image.dtype != np.uint8:
+        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    mask = np.where(mask > 0, 255, 0).astype(np.uint8)
+    if not mask.any():
+        return mask
+    film = film_region(image) > 0
+    smooth = cv2.GaussianBlur(image, (0, 0), 1.0).astype(np.float32)
+    distance = cv2.distanceTransform((mask == 0).astype(np.uint8), cv2.DIST_L2, 3)
+    outside = film & (distance > 10)
+    if outside.sum() < 100:
+        return mask
+    residual = smooth - _background_surface(smooth, outside, step=4)
+    ring = film & (distance > 15) & (distance <= 40)
+    values = residual[ring] if ring.sum() >= 100 else residual[outside]
+    sigma = 1.4826 * float(np.median(np.abs(values - np.median(values))))  # includes the surface's misfit
+    level = max(k * sigma, min_step)
+    fading = smooth <= _nearest_edge_value(smooth, mask) + 2.0  # frames and markers are brighter than the edge
+    candidate = np.where((residual > level) & (distance <= max_px) & film & fading, 255, 0).astype(np.uint8)
+    return fill_contours(largest_component(smooth_mask(_grow_connected(mask, candidate), 1.0)))
+
+
+def _nearest_edge_value(smooth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """For every pixel, the image value at the nearest pixel of the mask's outline."""
+    edge = (mask > 0) & (cv2.erode(mask, np.ones((3, 3), np.uint8)) == 0)
+    source = np.where(edge, 0, 1).astype(np.uint8)
+    _, labels = cv2.distanceTransformWithLabels(source, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+    values = smooth[edge]  # raster order, as the labels are numbered
+    return values[np.clip(labels, 1, len(values)) - 1]
+
+
+def _grow_connected(mask: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """The mask plus the candidate regions that touch it."""
+    joined = candidate | mask
+    _, labels = cv2.connectedComponents(joined, connectivity=8)
+    touching = np.unique(labels[mask > 0])
+    return np.where(np.isin(labels, touching[touching > 0]), 255, 0).astype(np.uint8)
+
+
+def trim_border_feet(mask: np.ndarray, depth_px: int = 25, tolerance_px: int = 2) -> np.ndarray:
+    """Cut the 'feet' a draft grows along a bright strip at the image edge where the forearm leaves.
+
+    On each side the mask reaches within ``depth_px`` of, its extent in the ``depth_px`` rows next to the edge is
+    limited to the forearm's cross-section carried straight on from the rows ``depth_px`` and
+    ``2 × depth_px`` inside (linear extrapolation, ± ``tolerance_px``). A forearm that runs
+    obliquely off the edge keeps its slant; a strip along the edge is cut off.
+    """
+    out = np.where(mask > 0, 255, 0).astype(np.uint8)
+    for turns in range(4):  # bottom, then each other side brought to the bottom in turn
+        view = np.rot90(out, turns).copy()
+        h = view.shape[0]
+        if h <= 2 * depth_px or not view[h - depth_px:].any():
+            continue
+        near, far = np.nonzero(view[h - 1 - depth_px])[0], np.nonzero(view[h - 1 - 2 * depth_px])[0]
+        if near.size == 0 or far.size == 0:
+            continue
+        for k in range(depth_px):  # k rows beyond the reference row, towards the edge
+            steps = (k + 1) / depth_px
+            left = near[0] + (near[0] - far[0]) * steps - tolerance_px
+            right = near[-1] + (near[-1] - far[-1]) * steps + tolerance_px
+            row = view[h - depth_px + k]
+            columns = np.arange(row.size)
+            row[(columns < left) | (columns > right)] = 0
+        out = np.rot90(view, -turns).copy()
+    return fill_contours(largest_component(out))

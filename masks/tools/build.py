@@ -8,7 +8,9 @@ A recipe per image id::
       base: near_model       # model (shipped U-Net), film (drafts.film_threshold_mask) or near_model
       fraction: 0.1          # film only: threshold as a share of the span above background
       within: [[x, y], ...]  # film only: polygon where the hand may be (leaves out strips, markers)
-      edits: [{cut: [[x, y], ...]}, {grabcut: 8}]   # drafts.apply_edits, in order
+      skin: true             # extend the outline to the skin (drafts.extend_to_skin), default true
+      feet: true             # trim feet along bright strips at the image edge (drafts.trim_border_feet)
+      edits: [{cut: [[x, y], ...]}, {grabcut: 8}]   # drafts.apply_edits, in order, after skin
       note: what the review saw
 
 Masks are written to ``--out`` (default masks/) as 0/255 1-bit PNG. Everything is
@@ -27,7 +29,8 @@ import yaml
 from tqdm.auto import tqdm
 
 from handprep.io import read_image, write_mask
-from handprep.segment.drafts import polygon_mask, apply_edits, film_threshold_mask, smooth_mask
+from handprep.segment.drafts import (apply_edits, extend_to_skin, film_threshold_mask, polygon_mask, smooth_mask,
+                                     trim_border_feet)
 from handprep.segment.infer import get_segmenter
 from handprep.stages.mask import fill_contours, largest_component
 
@@ -58,7 +61,13 @@ def base_draft(image: np.ndarray, recipe: dict) -> np.ndarray:
 
 
 def build(image: np.ndarray, recipe: dict) -> np.ndarray:
-    return apply_edits(image, base_draft(image, recipe), recipe.get("edits") or [])
+    """Base draft → outline extended to the skin → border feet trimmed (``skin``/``feet: false`` skip) → edits."""
+    mask = base_draft(image, recipe)
+    if recipe.get("skin", True):
+        mask = extend_to_skin(image, mask)
+    if recipe.get("feet", True):
+        mask = trim_border_feet(mask)
+    return apply_edits(image, mask, recipe.get("edits") or [])
 
 
 def main() -> None:
