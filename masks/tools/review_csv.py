@@ -53,7 +53,12 @@ def rows() -> list[dict]:
         if case_id in recipes:
             recipe = recipes[case_id]
             all_tags = tags.get(case_id, []) + [t for t in recipe.get("tags_add", []) if t not in tags.get(case_id, [])]
-            out.append({"id": case_id, "source": "rsna-raw", "method": METHODS[recipe.get("base", "near_model")],
+            method = METHODS[recipe.get("base", "near_model")]
+            if recipe.get("skin", True):
+                method += "; outline extended to the skin (extend_to_skin)"
+            if recipe.get("feet", True):
+                method += "; feet along edge strips trimmed (trim_border_feet)"
+            out.append({"id": case_id, "source": "rsna-raw", "method": method,
                         "corrections": describe(recipe.get("edits") or [], recipe), "review_note": recipe["note"],
                         "tags": " ".join(all_tags)})
         else:
