@@ -10,7 +10,7 @@ A recipe per image id::
       within: [[x, y], ...]  # film only: polygon where the hand may be (leaves out strips, markers)
       skin: true             # extend the outline to the skin (drafts.extend_to_skin), default true
       feet: true             # trim feet along bright strips at the image edge (drafts.trim_border_feet)
-      edits: [{cut: [[x, y], ...]}, {grabcut: 8}]   # drafts.apply_edits, in order, after skin
+      edits: [{cut: [[x, y], ...]}, {grow: {level: 46}}]   # drafts.apply_edits, in order, after skin
       note: what the review saw
 
 Masks are written to ``--out`` (default masks/) as 0/255 1-bit PNG. Everything is

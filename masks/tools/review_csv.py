@@ -26,7 +26,8 @@ METHODS = {
     "film": "film threshold above a fitted background (drafts.film_threshold_mask)",
 }
 RSNA60_NOTES = {
-    "1541": "composite of two exposures; thumb's upper outline jagged by about 10 px beside a bright foreign object (excluded)",
+    "1541": ("composite of two exposures; thumb's upper outline jagged by about 10 px beside a bright "
+             "foreign object (excluded)"),
     "1516": "black jagged cut across the forearm in the image itself; mask follows the visible tissue",
 }
 
@@ -40,7 +41,7 @@ def describe(edits: list[dict], recipe: dict) -> str:
         parts.append({"cut": "cut a polygon", "add": "added a polygon", "keep": "kept inside a polygon",
                       "grow": "grew into faint tissue above a measured level",
                       "film": "added a film threshold drafted in a second zone", "open": f"opening r={arg}",
-                      "grabcut": "GrabCut snap", "smooth": "smoothed"}[op])
+                      "skin": "extended to the skin", "smooth": "smoothed"}[op])
     return "; ".join(parts) if parts else "none (draft accepted after review)"
 
 
