@@ -52,3 +52,9 @@ def test_bad_arguments_are_named():
         LandmarkDetector(renderings=("xray",))
     with pytest.raises(FileNotFoundError, match="hand_landmarker.task"):
         LandmarkDetector(task="/nonexistent/hand_landmarker.task")
+
+
+def test_sixteen_bit_radiograph(phantoms, detector):
+    phantom = phantoms[6]
+    found = detector.detect(phantom.image.astype(np.uint16) * 257, phantom.mask)
+    assert found.found and found.handedness == "right" and keypoint_error(found, phantom) < 0.05
