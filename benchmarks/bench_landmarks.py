@@ -8,7 +8,7 @@ and, on the radiographs annotated by hand (``landmarks/annotations_rsna_raw.csv`
 keypoint error as a fraction of hand size for both, with the worst cases drawn.
 
     python benchmarks/bench_landmarks.py --data ../shared/data/rsna-raw --out /tmp/bench-lm \
-        [--masks DIR] [--limit N] [--annotations landmarks/annotations_rsna_raw.csv]
+        [--masks DIR | --no-mask] [--limit N] [--annotations landmarks/annotations_rsna_raw.csv]
 
 Resumable: rows already in OUT/ours.csv and OUT/baseline.csv are kept.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -63,7 +62,7 @@ def run(args) -> tuple[dict, dict, dict]:
     timing = json.loads((out / "timing.json").read_text()) if (out / "timing.json").is_file() else {}
     detector, hands, segmenter = LandmarkDetector(), _LegacyHands(0.5, 1), None
     masks = Path(args.masks) if args.masks else None
-    if masks is None:
+    if masks is None and not args.no_mask:
         import torch
 
         torch.set_num_threads(1)
@@ -128,7 +127,8 @@ def report(ours: dict, base: dict, timing: dict, args) -> None:
     print(f"attempts per radiograph: median {np.median(attempts):.0f}, mean {attempts.mean():.2f}, max {attempts.max()}")
     lm = np.array([t["landmarks"] for t in timing.values()])
     bl = np.array([t["baseline"] for t in timing.values()])
-    what = "masks from the folder + landmarks" if args.masks else "shipped segmenter (+ contrast fallbacks) + landmarks"
+    what = ("masks from the folder + landmarks" if args.masks else "the image alone" if args.no_mask
+            else "shipped segmenter (+ contrast fallbacks) + landmarks")
     print(f"seconds per radiograph on 1 core ({what}): {lm.mean():.3f} mean / {np.median(lm):.3f} median / "
           f"{lm.max():.2f} max; raw MediaPipe {bl.mean():.3f}")
     print(f"mask source: {dict(Counter(t['mask'] for t in timing.values()))}")
@@ -197,6 +197,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "rsna-raw"))
     parser.add_argument("--out", default="bench-landmarks")
     parser.add_argument("--masks", default=None, help="mask folder (default: the shipped segmenter, timed)")
+    parser.add_argument("--no-mask", action="store_true", help="the image alone (threshold-mask silhouettes, grey views)")
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--ids", nargs="*", default=None)
     parser.add_argument("--annotations", default=str(REPO / "landmarks" / "annotations_rsna_raw.csv"))
@@ -207,5 +208,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("GLOG_minloglevel", "2")
     main()

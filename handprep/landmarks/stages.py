@@ -92,9 +92,10 @@ def orient(
 
     The canvas grows so no pixel is cut (new corners are 0). ``angle_deg`` in the manifest is
     the counter-clockwise turn applied (0 when under ``min_angle_deg`` or no hand was found);
-    a point maps back by the inverse rotation about the input's centre, with ``pad_x``/``pad_y``
-    the canvas shift. ``task`` is an optional ``hand_landmarker.task`` (else the bundled
-    models); ``min_confidence`` is MediaPipe's detection threshold.
+    with a = angle_deg, ``x_out = cos a·x + sin a·y + pad_x`` and ``y_out = −sin a·x + cos a·y +
+    pad_y`` (pixels, y down), so a point maps back by the inverse. ``task`` is an optional
+    ``hand_landmarker.task`` (else the bundled models); ``min_confidence`` is MediaPipe's
+    detection threshold.
     """
     found = landmarks_for(image, mask, task, min_confidence)
     info = qa(found, mask)

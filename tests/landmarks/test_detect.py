@@ -44,7 +44,8 @@ def test_no_hand_gets_a_reason(detector):
     assert not found.found and found.points is None and found.attempts == 1
     assert "no hand found" in found.reason and "mask" in found.reason
     full = detector.detect(blank, np.zeros_like(blank))  # an empty mask counts as none
-    assert not full.found and full.attempts == 32  # plain and inverted × 2 scales × 4 turns × 2 mirrors
+    # silhouettes of a threshold mask, then plain and inverted: each 2 scales × 4 turns × 2 mirrors
+    assert not full.found and full.attempts == 64
 
 
 def test_bad_arguments_are_named():
@@ -52,3 +53,16 @@ def test_bad_arguments_are_named():
         LandmarkDetector(renderings=("xray",))
     with pytest.raises(FileNotFoundError, match="hand_landmarker.task"):
         LandmarkDetector(task="/nonexistent/hand_landmarker.task")
+
+
+def test_sixteen_bit_radiograph(phantoms, detector):
+    phantom = phantoms[6]
+    found = detector.detect(phantom.image.astype(np.uint16) * 257, phantom.mask)
+    assert found.found and found.handedness == "right" and keypoint_error(found, phantom) < 0.05
+
+
+def test_without_a_mask_a_threshold_mask_drives_the_silhouette(phantoms, detector):
+    phantom = phantoms[1]
+    found = detector.detect(phantom.image)
+    assert found.found and found.rendering == "silhouette(threshold mask)" and found.handedness == "right"
+    assert keypoint_error(found, phantom) < 0.05

@@ -36,6 +36,11 @@ def test_orient_turns_the_hand_upright(phantoms, index):
     turn = rotated_canvas(*phantom.image.shape, out.info["angle_deg"])[0]
     moved = lm_stages.landmarks_for(phantom.image, phantom.mask).moved(turn)  # what orient passed on
     assert np.abs(moved.points - upright.points).max() < 0.05 * np.ptp(upright.points[:, 1])
+    a = np.radians(out.info["angle_deg"])  # the manifest's numbers map input points to the output
+    x, y = phantom.meta["keypoints"].T
+    mapped = np.stack([np.cos(a) * x + np.sin(a) * y + out.info["pad_x"],
+                       -np.sin(a) * x + np.cos(a) * y + out.info["pad_y"]], axis=1)
+    assert np.allclose(mapped, turn.apply(phantom.meta["keypoints"]), atol=0.01)
 
 
 def test_handedness_mirrors_right_hands_only(phantoms):
