@@ -42,17 +42,23 @@ def file_digest(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def require_model_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path; ModelFileError with the fix when there is no such file."""
+    path = Path(path)
+    if not path.is_file():
+        hint = ("the shipped default model is missing from this installation: reinstall handprep"
+                if path == DEFAULT_MODEL else "train one with 'handprep segment-train' or use model: default")
+        raise ModelFileError(f"{path}: model file not found ({hint})")
+    return path
+
+
 def check_model_archive(path: str | os.PathLike) -> Path:
     """Raise ModelFileError unless ``path`` is an intact torch archive (zip); no torch import.
 
     Catches a missing, truncated or foreign file before any image is read; the weights and
     metadata are checked when a worker first loads the model.
     """
-    path = Path(path)
-    if not path.is_file():
-        hint = ("the shipped default model is missing from this installation: reinstall handprep"
-                if path == DEFAULT_MODEL else "train one with 'handprep segment-train' or use model: default")
-        raise ModelFileError(f"{path}: model file not found ({hint})")
+    path = require_model_file(path)
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from handprep.segment.files import (DEFAULT_MODEL, FORMAT, FORMAT_VERSION, META_ENTRY,  # noqa: F401
-                                    ModelFileError, file_digest, resolve_model_path)
+                                    ModelFileError, file_digest, require_model_file, resolve_model_path)
 
 # Architecture presets: (encoder, encoder_depth, decoder_channels)
 ARCHITECTURES = {
@@ -99,11 +99,7 @@ def save_model(path: str | os.PathLike, model: nn.Module, meta: dict) -> None:
 
 def read_model_file(path: str | os.PathLike) -> dict:
     """Load and check a model file (weights_only); raise ModelFileError with the fix."""
-    path = Path(path)
-    if not path.is_file():
-        hint = ("the shipped default model is missing from this installation: reinstall handprep"
-                if path == DEFAULT_MODEL else "train one with 'handprep segment-train' or use model: default")
-        raise ModelFileError(f"{path}: model file not found ({hint})")
+    path = require_model_file(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
