@@ -358,6 +358,14 @@ def segment_eval(
     raise typer.Exit(1 if summary["problems"] else 0)
 
 
+# bone-age regressor (cli/boneage.py)
+from cli import boneage as _boneage  # noqa: E402
+
+app.command("train-resnet34")(_boneage.train_resnet34)
+app.command("predict")(_boneage.predict)
+app.command("evaluate")(_boneage.evaluate)
+
+
 def main() -> None:  # pragma: no cover
     app()
 
