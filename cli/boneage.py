@@ -55,6 +55,7 @@ def train_resnet34(
     interval_level: float = typer.Option(0.9, help="Nominal coverage of the prediction intervals."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop after this long (best model kept)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars (off for log files)."),
 ) -> None:
     """Train the bone-age regressor on a dataset written by 'handprep run'."""
     from handprep.boneage.data import BoneAgeDataError
@@ -72,7 +73,7 @@ def train_resnet34(
         init_from=str(init_from) if init_from else None, drop_unlabelled=drop_unlabelled, tta_views=tta_views,
         interval_level=interval_level, max_minutes=max_minutes, threads=threads)
     try:
-        result = train(config, resume=resume, log=typer.echo)
+        result = train(config, resume=resume, progress=progress, log=typer.echo)
     except (BoneAgeDataError, ModelFileError, ValueError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:

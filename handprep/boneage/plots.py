@@ -57,6 +57,7 @@ def curves(path: Path, history: list[dict], baseline_mae: float | None = None) -
     right.plot(epochs, [r["val_mae"] for r in history], label="validation MAE, averaged weights (EMA)", lw=2)
     if baseline_mae is not None:
         right.axhline(baseline_mae, color="grey", ls="--", label=f"no-skill (training mean): {baseline_mae:.1f}")
+        right.set_ylim(0, 2.5 * baseline_mae)  # early from-scratch epochs can be far off; keep the scale readable
     right.set_xlabel("epoch")
     right.set_ylabel("MAE (months)")
     right.legend()

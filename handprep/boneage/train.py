@@ -123,11 +123,12 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         self.step += 1
         d = min(self.decay, (1 + self.step) / (10 + self.step))
-        for ema, new in zip(self.model.state_dict().values(), model.state_dict().values()):
-            if ema.is_floating_point():
-                ema.mul_(d).add_(new.detach(), alpha=1 - d)
-            else:
-                ema.copy_(new)
+        pairs = list(zip(self.model.state_dict().values(), model.state_dict().values()))
+        floats = [(e, n.detach()) for e, n in pairs if e.is_floating_point()]
+        torch._foreach_lerp_([e for e, _ in floats], [n for _, n in floats], 1 - d)  # e += (1 - d)(n - e)
+        for e, n in pairs:
+            if not e.is_floating_point():
+                e.copy_(n)
 
     def state_dict(self) -> dict:
         return {"step": self.step, "model": self.model.state_dict()}
