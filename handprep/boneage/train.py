@@ -138,6 +138,19 @@ class EMA:
         self.model.load_state_dict(state["model"])
 
 
+class _EpochOrder(torch.utils.data.Sampler):
+    """Yields this epoch's training positions (set before each epoch, drawn in the main process)."""
+
+    def __init__(self):
+        self.order: list[int] = []
+
+    def __iter__(self):
+        return iter(list(self.order))
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
 class _Rows(torch.utils.data.Dataset):
     """Rows of the memory-mapped array, with sex and normalised age, in a given order."""
 
@@ -393,17 +406,19 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
     labelled = prepared["labelled"]
     train_set = _Rows(prepared["dataset"].images, labelled.rows,  # re-indexed per epoch below
                       labelled.male, ((labelled.ages - state["norm"]["label_mean"]) / state["norm"]["label_std"]))
+    sampler = _EpochOrder()
+    # one loader for the whole run: worker processes start once, the sampler's order changes per epoch
+    n_order = len(_epoch_order(prepared, config, 0))
+    loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, sampler=sampler,
+                                         num_workers=config.workers, drop_last=n_order > config.batch_size,
+                                         pin_memory=device.type == "cuda", persistent_workers=config.workers > 0)
     loss_fn = _loss_fn(config)
     started, stopped = time.time(), ""
     scored = ema.model if ema is not None else model
     unsaved_best = False
     for epoch in range(start, config.epochs):
         order = _epoch_order(prepared, config, epoch)
-        view = torch.utils.data.Subset(train_set, order.tolist())
-        loader = torch.utils.data.DataLoader(view, batch_size=config.batch_size, shuffle=False,
-                                             num_workers=config.workers, drop_last=len(order) > config.batch_size,
-                                             pin_memory=device.type == "cuda",
-                                             persistent_workers=False)
+        sampler.order = order.tolist()
         n_images = len(loader) * config.batch_size if loader.drop_last else len(order)
         t0 = time.time()
         with tqdm(total=n_images, unit="img", desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,

@@ -37,3 +37,11 @@ def tiny_config(age_run: dict, out, **overrides):
                 split_fractions=(0.75, 0.25, 0.0), warmup_epochs=1, tta_views=3, ema_decay=0.8,
                 checkpoint_every=3)
     return TrainConfig(**{**base, **overrides})
+
+
+@pytest.fixture(scope="session")
+def trained(age_run, tmp_path_factory):
+    """The tiny network trained for 10 epochs on 12 phantoms (4 validate); shared by the tests."""
+    from handprep.boneage.train import train
+
+    return train(tiny_config(age_run, tmp_path_factory.mktemp("trained")), progress=False, log=lambda *_: None)

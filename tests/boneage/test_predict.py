@@ -10,15 +10,11 @@ from cli.main import app
 from handprep.boneage.data import BoneAgeDataError
 from handprep.boneage.model import ModelFileError
 from handprep.boneage.predict import predict_images, read_sex_table, recorded_chain
-from tests.boneage.conftest import tiny_config
 
 
 @pytest.fixture(scope="module")
-def model(age_run, tmp_path_factory):
-    from handprep.boneage.train import train
-
-    out = tmp_path_factory.mktemp("predict_model")
-    return train(tiny_config(age_run, out, epochs=2, tta_views=2), progress=False, log=lambda *_: None)
+def model(trained):
+    return trained
 
 
 def test_predict_round_trips_through_the_recorded_chain(model, age_run, tmp_path):

@@ -10,12 +10,6 @@ from handprep.boneage.train import train
 from tests.boneage.conftest import tiny_config
 
 
-@pytest.fixture(scope="module")
-def trained(age_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("trained")
-    return train(tiny_config(age_run, out), progress=False, log=lambda *_: None)
-
-
 def test_overfitting_16_phantoms_halves_the_training_mae(trained):
     history = trained.history
     first = history[0]["train_mae"]
@@ -50,7 +44,7 @@ def test_checkpoints_load_with_weights_only(trained):
 
 
 def test_resumed_run_equals_an_uninterrupted_one(age_run, tmp_path):
-    opts = dict(epochs=3, augment=True, age_bins=(0, 100, 300), extra_fraction=0.4, dropout=0.2, tta_views=1)
+    opts = dict(epochs=2, augment=True, age_bins=(0, 100, 300), extra_fraction=0.4, dropout=0.2, tta_views=1)
     whole = train(tiny_config(age_run, tmp_path / "whole", **opts), progress=False, log=lambda *_: None)
     train(tiny_config(age_run, tmp_path / "part", **{**opts, "epochs": 1}), progress=False, log=lambda *_: None)
     resumed = train(tiny_config(age_run, tmp_path / "part", **opts), resume=True, progress=False,
