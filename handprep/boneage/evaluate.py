@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from handprep.boneage import data as bdata
-from handprep.boneage.infer import predict_months
+from handprep.boneage.infer import RowView, predict_months
 from handprep.boneage.metrics import conformal_scale, interval_coverage, metric_report, regression_metrics
 from handprep.boneage.model import load_model_file, save_model_file
 from handprep.io import atomic_write_text
@@ -37,10 +37,8 @@ def interval(mean, std, calibration: dict) -> tuple[np.ndarray, np.ndarray]:
 def _predict_rows(model, meta, images, rows, male, device, views, batch_size, progress):
     from tqdm.auto import tqdm
 
-    from handprep.boneage.train import _Lazy
-
     with tqdm(total=len(rows), unit="img", desc="predicting", disable=not progress, leave=False) as bar:
-        return predict_months(model, _Lazy(images, rows), male, meta["norm"], meta["size_px"], device, views,
+        return predict_months(model, RowView(images, rows), male, meta["norm"], meta["size_px"], device, views,
                               batch_size, progress=bar.update)
 
 

@@ -12,6 +12,19 @@ from handprep.boneage.augment import TTA_AUGMENT, AugmentConfig, augment_batch
 TTA_SEED = 20_170_000
 
 
+class RowView:
+    """Rows of a (memory-mapped) array by a list of row numbers, read batch by batch."""
+
+    def __init__(self, images: np.ndarray, rows: np.ndarray):
+        self.images, self.rows = images, np.asarray(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, item):
+        return np.asarray(self.images[self.rows[item]])
+
+
 def to_unit(batch: torch.Tensor, size_px: int) -> torch.Tensor:
     """B×H×W uint8 → B×1×size×size float in [0, 1] (area-like antialiased resize when smaller)."""
     x = batch.float().div_(255).unsqueeze(1)
@@ -66,4 +79,4 @@ def predict_months(model: torch.nn.Module, images: np.ndarray, male: np.ndarray,
     return np.concatenate(means).astype(np.float32), np.concatenate(stds).astype(np.float32)
 
 
-__all__ = ["AugmentConfig", "predict_months", "to_unit", "normalise", "to_months", "tta_views"]
+__all__ = ["AugmentConfig", "RowView", "predict_months", "to_unit", "normalise", "to_months", "tta_views"]

@@ -40,7 +40,7 @@ def age_histogram(path: Path, histogram: dict) -> None:
     ax.set_xlabel("bone age (months)")
     ax.set_ylabel("samples per epoch")
     ax.set_title("Training age distribution, before and after weighted augmentation")
-    ax.legend()
+    ax.legend(loc="upper right")
     _save(plt, fig, Path(path))
 
 

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 import handprep
 from handprep.boneage import data as bdata
 from handprep.boneage.augment import AugmentConfig, augment_batch
-from handprep.boneage.infer import normalise, predict_months, to_unit
+from handprep.boneage.infer import RowView, normalise, predict_months, to_unit
 from handprep.boneage.model import BACKBONES, SEX_MODES, BoneAgeNet, ModelFileError, build_model, \
     load_imagenet_backbone, read_model_file, save_model_file
 from handprep.io import atomic_write_bytes, atomic_write_text
@@ -324,22 +324,9 @@ def _val_mae(model, prepared, state, device, batch_size) -> float:
     labelled, val = prepared["labelled"], prepared["parts"]["val"]
     rows = labelled.rows[val]
     images = prepared["dataset"].images
-    mean, _ = predict_months(model, _Lazy(images, rows), labelled.male[val], state["norm"], state["size_px"],
+    mean, _ = predict_months(model, RowView(images, rows), labelled.male[val], state["norm"], state["size_px"],
                              device, views=1, batch_size=batch_size)
     return float(np.mean(np.abs(mean - labelled.ages[val])))
-
-
-class _Lazy:
-    """Index a memory-mapped array by a row list without copying it all at once."""
-
-    def __init__(self, images: np.ndarray, rows: np.ndarray):
-        self.images, self.rows = images, rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, item):
-        return np.asarray(self.images[self.rows[item]])
 
 
 def base_meta(config: TrainConfig, prepared: dict, state: dict) -> dict:
