@@ -341,6 +341,55 @@ def base_meta(config: TrainConfig, prepared: dict, state: dict) -> dict:
     }
 
 
+def _resumed_config(config: TrainConfig, checkpoint: dict) -> TrainConfig:
+    """The checkpoint's settings, except those that may change between sessions."""
+    saved = checkpoint["meta"]["train_config"]
+    return TrainConfig(**{**saved, "epochs": config.epochs, "workers": config.workers,
+                          "max_minutes": config.max_minutes, "device": config.device, "threads": config.threads,
+                          "split_fractions": tuple(saved["split_fractions"]), "age_bins": tuple(saved["age_bins"])})
+
+
+def _load_checkpoint(path: Path, config: TrainConfig) -> dict:
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no checkpoint to resume from (one is written every "
+                             f"{config.checkpoint_every} epochs and at the end)")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _restore(checkpoint: dict, model, ema, optimizer, plateau, state: dict, log) -> dict:
+    """Load a checkpoint into the training objects; returns the progress counters."""
+    model.load_state_dict(checkpoint["model"])
+    if ema is not None:
+        ema.load_state_dict(checkpoint["ema"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    plateau.load_state_dict(checkpoint["plateau"])
+    state["base_lr"] = float(checkpoint["base_lr"])
+    progress = {"history": checkpoint["history"], "start": int(checkpoint["epoch"]), "best": float(checkpoint["best"]),
+                "best_epoch": int(checkpoint["best_epoch"]), "bad": int(checkpoint["bad"])}
+    log(f"resuming after epoch {progress['start']} (best validation MAE {progress['best']:.2f} months "
+        f"at epoch {progress['best_epoch']})")
+    return progress
+
+
+def _loader(prepared: dict, config: TrainConfig, state: dict, device) -> torch.utils.data.DataLoader:
+    """One loader for the whole run: workers start once; its sampler's order is set per epoch."""
+    labelled, norm = prepared["labelled"], state["norm"]
+    rows = _Rows(prepared["dataset"].images, labelled.rows, labelled.male,
+                 (labelled.ages - norm["label_mean"]) / norm["label_std"])
+    size = len(_epoch_order(prepared, config, 0))
+    return torch.utils.data.DataLoader(rows, batch_size=config.batch_size, sampler=_EpochOrder(),
+                                       num_workers=config.workers, drop_last=size > config.batch_size,
+                                       pin_memory=device.type == "cuda", persistent_workers=config.workers > 0)
+
+
+def _stop_reason(config: TrainConfig, bad: int, started: float) -> str:
+    if bad >= config.patience:
+        return f"early stop: validation MAE did not improve for {config.patience} epochs"
+    if config.max_minutes is not None and (time.time() - started) / 60 > config.max_minutes:
+        return f"time budget of {config.max_minutes:g} min reached"
+    return ""
+
+
 def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> TrainResult:
     """Train; writes OUT/model.pt (best averaged model), last.pt, history.csv, split.csv, then
     evaluates on the validation and test splits (see ``evaluate.evaluate_run``)."""
@@ -348,17 +397,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     last_path, model_path = out / "last.pt", out / "model.pt"
-    checkpoint = None
-    if resume:
-        if not last_path.is_file():
-            raise ModelFileError(f"{last_path}: no checkpoint to resume from (one is written every "
-                                 f"{config.checkpoint_every} epochs and at the end)")
-        checkpoint = torch.load(last_path, map_location="cpu", weights_only=True)
-        saved = checkpoint["meta"]["train_config"]
-        config = TrainConfig(**{**saved, "epochs": config.epochs, "workers": config.workers,
-                                "max_minutes": config.max_minutes, "device": config.device,
-                                "threads": config.threads, "split_fractions": tuple(saved["split_fractions"]),
-                                "age_bins": tuple(saved["age_bins"])})
+    checkpoint = _load_checkpoint(last_path, config) if resume else None
+    if checkpoint is not None:
+        config = _resumed_config(config, checkpoint)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = pick_device(config.device)
@@ -378,34 +419,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
                                                          patience=config.plateau_patience)
     meta = base_meta(config, prepared, state)
     _plot_histogram(out, prepared["histogram"], log)
-    history, start, best, best_epoch, bad = [], 0, math.inf, 0, 0
+    p = {"history": [], "start": 0, "best": math.inf, "best_epoch": 0, "bad": 0}
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        if ema is not None:
-            ema.load_state_dict(checkpoint["ema"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        plateau.load_state_dict(checkpoint["plateau"])
-        state["base_lr"] = float(checkpoint["base_lr"])
-        history, start = checkpoint["history"], int(checkpoint["epoch"])
-        best, best_epoch, bad = float(checkpoint["best"]), int(checkpoint["best_epoch"]), int(checkpoint["bad"])
-        log(f"resuming after epoch {start} (best validation MAE {best:.2f} months at epoch {best_epoch})")
-
-    labelled = prepared["labelled"]
-    train_set = _Rows(prepared["dataset"].images, labelled.rows,  # re-indexed per epoch below
-                      labelled.male, ((labelled.ages - state["norm"]["label_mean"]) / state["norm"]["label_std"]))
-    sampler = _EpochOrder()
-    # one loader for the whole run: worker processes start once, the sampler's order changes per epoch
-    n_order = len(_epoch_order(prepared, config, 0))
-    loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, sampler=sampler,
-                                         num_workers=config.workers, drop_last=n_order > config.batch_size,
-                                         pin_memory=device.type == "cuda", persistent_workers=config.workers > 0)
-    loss_fn = _loss_fn(config)
-    started, stopped = time.time(), ""
+        p = _restore(checkpoint, model, ema, optimizer, plateau, state, log)
+    history = p["history"]
+    loader, loss_fn = _loader(prepared, config, state, device), _loss_fn(config)
     scored = ema.model if ema is not None else model
-    unsaved_best = False
-    for epoch in range(start, config.epochs):
+    started, stopped, best_state = time.time(), "", None
+    for epoch in range(p["start"], config.epochs):
         order = _epoch_order(prepared, config, epoch)
-        sampler.order = order.tolist()
+        loader.sampler.order = order.tolist()
         n_images = len(loader) * config.batch_size if loader.drop_last else len(order)
         t0 = time.time()
         with tqdm(total=n_images, unit="img", desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
@@ -414,38 +437,26 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
         seconds = time.time() - t0
         val_raw = _val_mae(model, prepared, state, device, config.batch_size * 2)
         val = _val_mae(scored, prepared, state, device, config.batch_size * 2) if ema is not None else val_raw
-        if epoch + 1 > config.warmup_epochs:
-            if config.scheduler == "plateau":
-                plateau.step(val)
-                state["base_lr"] = optimizer.param_groups[0]["lr"]  # plateau cuts act on the base rate
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **row, "val_mae": round(val, 4),
-               "val_mae_raw": round(val_raw, 4), "images": n_images, "seconds": round(seconds, 2)}
-        row["train_loss"], row["train_mae"] = round(row["train_loss"], 5), round(row["train_mae"], 4)
-        row["images_per_s"] = round(row["images"] / max(seconds, 1e-9), 2)
-        history.append(row)
-        improved = val < best
+        if epoch + 1 > config.warmup_epochs and config.scheduler == "plateau":
+            plateau.step(val)
+            state["base_lr"] = optimizer.param_groups[0]["lr"]  # plateau cuts act on the base rate
+        history.append(_epoch_row(epoch, optimizer, row, val, val_raw, n_images, seconds))
+        improved = val < p["best"]
         if improved:
-            best, best_epoch, bad = val, epoch + 1, 0
+            p.update(best=val, best_epoch=epoch + 1, bad=0)
             best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
-            unsaved_best = True
         else:
-            bad += 1
-        log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.4f}  train MAE {row['train_mae']:6.2f}  "
-            f"val MAE {val:6.2f} (raw weights {val_raw:6.2f})  lr {row['lr']:.2e}  {seconds:.1f} s"
-            f"{'  *' if improved else ''}")
-        done = epoch + 1 == config.epochs
-        if bad >= config.patience:
-            stopped = f"early stop: validation MAE did not improve for {config.patience} epochs"
-        elif config.max_minutes is not None and (time.time() - started) / 60 > config.max_minutes:
-            stopped = f"time budget of {config.max_minutes:g} min reached"
-        if (epoch + 1) % config.checkpoint_every == 0 or done or stopped:
-            if unsaved_best:
-                _save_best(model_path, best_state, {**meta, "epoch": best_epoch, "val_mae_single_view": best})
-                unsaved_best = False
+            p["bad"] += 1
+        log(_epoch_line(history[-1], improved))
+        stopped = _stop_reason(config, p["bad"], started)
+        if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs or stopped:
+            if best_state is not None:  # the best since the last checkpoint
+                _save_best(model_path, best_state, {**meta, "epoch": p["best_epoch"], "val_mae_single_view": p["best"]})
+                best_state = None
             _save(last_path, {"meta": meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "ema": ema.state_dict() if ema is not None else None,
-                              "plateau": plateau.state_dict(), "base_lr": state["base_lr"], "epoch": epoch + 1,
-                              "best": best, "best_epoch": best_epoch, "bad": bad, "history": history})
+                              "ema": ema.state_dict() if ema is not None else None, "plateau": plateau.state_dict(),
+                              "base_lr": state["base_lr"], "epoch": epoch + 1, "best": p["best"],
+                              "best_epoch": p["best_epoch"], "bad": p["bad"], "history": history})
         _write_csv(out / "history.csv", history)
         if stopped:
             log(stopped)
@@ -454,6 +465,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
 
     metrics = evaluate_run(out, prepared, config, device, history, log=log, progress=progress)
     return TrainResult(out, model_path, history, metrics, stopped, prepared["labelled"].notes)
+
+
+def _epoch_row(epoch, optimizer, row, val, val_raw, n_images, seconds) -> dict:
+    return {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": round(row["train_loss"], 5),
+            "train_mae": round(row["train_mae"], 4), "val_mae": round(val, 4), "val_mae_raw": round(val_raw, 4),
+            "images": n_images, "seconds": round(seconds, 2), "images_per_s": round(n_images / max(seconds, 1e-9), 2)}
+
+
+def _epoch_line(row: dict, improved: bool) -> str:
+    return (f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  train MAE {row['train_mae']:6.2f}  "
+            f"val MAE {row['val_mae']:6.2f} (raw weights {row['val_mae_raw']:6.2f})  lr {row['lr']:.2e}  "
+            f"{row['seconds']:.1f} s{'  *' if improved else ''}")
 
 
 def _save_best(path: Path, state: dict, meta: dict) -> None:
