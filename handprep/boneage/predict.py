@@ -38,7 +38,7 @@ def recorded_chain(meta: dict, model_path: str | Path = "model") -> Chain:
                              "run.json); it can only score packed datasets with 'handprep evaluate'")
     steps = []
     for entry in pipeline["stages"]:
-        (name, params), = entry.items()
+        (name, params), = (entry.items() if isinstance(entry, dict) else [(entry, {})])  # "overlay" = no params
         try:
             get_stage(name)
         except StageError as exc:
