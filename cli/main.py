@@ -258,6 +258,14 @@ from cli.landmarks import landmarks as _landmarks  # noqa: E402  (issue 8)
 app.command("landmarks")(_landmarks)
 
 
+# bone-age regressor (cli/boneage.py)
+from cli import boneage as _boneage  # noqa: E402
+
+app.command("train-resnet34")(_boneage.train_resnet34)
+app.command("predict")(_boneage.predict)
+app.command("evaluate")(_boneage.evaluate)
+
+
 def main() -> None:  # pragma: no cover
     app()
 
