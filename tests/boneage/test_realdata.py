@@ -30,8 +30,8 @@ def test_predict_runs_the_recorded_reference_chain_on_real_radiographs(rsna60, t
     images = sorted((rsna60 / "images").glob("*.png"))[:2]
     folder = tmp_path / "two"
     folder.mkdir()
-    for path in images:
-        (folder / path.name).symlink_to(path.resolve())
+    for path in images:  # copies: links leading outside the input folder are not read
+        (folder / path.name).write_bytes(path.read_bytes())
     rows = predict_images(tmp_path / "model.pt", folder, tmp_path / "p.csv", sex=True, progress=False)
     assert [r["status"] for r in rows] == ["ok", "ok"], rows
     for row in rows:
