@@ -88,6 +88,7 @@ def predict(
     sex_from: Optional[Path] = typer.Option(None, "--sex-from", help="CSV with id,male (a labels CSV works)."),
     sex: Optional[str] = typer.Option(None, "--sex", help="M or F for every image."),
     device: str = typer.Option("auto"),
+    workers: int = typer.Option(1, help="Processes for the preprocessing chain (the regressor runs in one)."),
 ) -> None:
     """Bone age with an interval for raw radiographs, through the model's own preprocessing chain."""
     from handprep.boneage.data import BoneAgeDataError
@@ -102,7 +103,7 @@ def predict(
         _fail(f"--sex {sex!r}: use M or F")
     try:
         table = read_sex_table(sex_from) if sex_from else None
-        rows = predict_images(model, images, out, table, male, device=device, log=typer.echo)
+        rows = predict_images(model, images, out, table, male, device=device, workers=workers)
     except (BoneAgeDataError, ModelFileError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     bad = [r for r in rows if r["status"] != "ok"]

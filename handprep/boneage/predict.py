@@ -94,10 +94,35 @@ def read_sex_table(path: str | Path) -> dict[str, bool]:
     return table
 
 
+def _preprocess_in_worker(path: Path, chain: Chain) -> tuple[np.ndarray | None, str, str]:
+    # one core per worker: library thread pools would oversubscribe
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    return preprocess(path, chain)
+
+
+def _preprocessed(paths: list[Path], chain: Chain, workers: int):
+    """``(path, image, status, reason)`` in input order; ``workers`` > 1 runs the chain in processes."""
+    if workers <= 1:
+        for path in paths:
+            yield (path, *preprocess(path, chain))
+        return
+    from joblib import Parallel, delayed
+
+    results = Parallel(n_jobs=workers, return_as="generator")(delayed(_preprocess_in_worker)(p, chain) for p in paths)
+    for path, result in zip(paths, results):
+        yield (path, *result)
+
+
 def predict_images(model_path: str | Path, images: str | Path, out: str | Path, sex_table: dict[str, bool] | None = None,
-                   sex: bool | None = None, device: str = "auto", batch_size: int = 16, progress: bool = True,
-                   log=print) -> list[dict]:
-    """Predict every radiograph under ``images``; write ``out`` (CSV) and return its rows."""
+                   sex: bool | None = None, device: str = "auto", batch_size: int = 16, workers: int = 1,
+                   progress: bool = True) -> list[dict]:
+    """Predict every radiograph under ``images``; write ``out`` (CSV) and return its rows.
+
+    ``workers`` processes run the preprocessing chain; the regressor runs in this process.
+    """
     from tqdm.auto import tqdm
 
     from handprep.boneage.train import pick_device
@@ -107,19 +132,19 @@ def predict_images(model_path: str | Path, images: str | Path, out: str | Path, 
     dev = pick_device(device)
     model, meta = load_model_file(model_path, dev)
     chain = recorded_chain(meta, model_path)
-    paths = list_images(images)
     calibration = meta.get("interval")
-    rows, ready = [], []
-    for path in tqdm(paths, desc="predict", unit="img", disable=not progress):
-        row = {"id": path.stem, "boneage_months": "", "lower": "", "upper": "", "status": "failed", "reason": "",
-               "male": "", "tta_std": "", "path": str(path)}
-        rows.append(row)
+    rows, todo, ready = [], [], []
+    for path in list_images(images):
         male = sex if sex_table is None else sex_table.get(path.stem)
-        if male is None:
-            row["reason"] = f"no sex for id {path.stem} in the --sex-from file"
-            continue
-        row["male"] = int(male)
-        image, row["status"], row["reason"] = preprocess(path, chain)
+        rows.append({"id": path.stem, "boneage_months": "", "lower": "", "upper": "", "status": "failed",
+                     "reason": "" if male is not None else f"no sex for id {path.stem} in the --sex-from file",
+                     "male": "" if male is None else int(male), "tta_std": "", "path": str(path)})
+        if male is not None:
+            todo.append((path, rows[-1]))
+    results = _preprocessed([p for p, _ in todo], chain, workers)
+    for (_, row), (path, image, status, reason) in tqdm(zip(todo, results), total=len(todo), desc="predict",
+                                                        unit="img", disable=not progress):
+        row["status"], row["reason"] = status, reason
         if image is not None and image.shape != (meta["dataset_size_px"],) * 2:
             row["status"], row["reason"] = "failed", (f"the chain gave {image.shape[1]}×{image.shape[0]} px, "
                                                       f"the model expects {meta['dataset_size_px']} px")

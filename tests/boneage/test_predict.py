@@ -19,7 +19,7 @@ def model(trained):
 def test_predict_round_trips_through_the_recorded_chain(model, age_run, tmp_path):
     """Raw phantoms → recorded chain → regressor gives what the model gave on the packed images."""
     rows = predict_images(model.model_path, age_run["images"], tmp_path / "preds.csv",
-                          sex_table=read_sex_table(age_run["labels"]), progress=False)
+                          sex_table=read_sex_table(age_run["labels"]), workers=2, progress=False)
     assert [r["status"] for r in rows] == ["ok"] * 16
     by_id = {r["id"]: r for r in rows}
     for packed in csv.DictReader(open(model.out / "predictions.csv")):  # the validation images
