@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from handprep.io import atomic_write_text
+from handprep.pipeline.dataset import verify_packed
 from handprep.pipeline.labels import parse_male
 
 SPLITS = ("train", "val", "test")
@@ -86,6 +87,9 @@ def open_dataset(path: str | Path) -> PackedDataset:
         if not (packed / name).is_file():
             raise BoneAgeDataError(f"{packed / name} is missing: the dataset is incomplete; run 'handprep run' "
                                    "on the same output folder again to re-pack it.")
+    recorded = verify_packed(packed)  # sizes and SHA-256 recorded when the run packed it
+    if recorded:
+        raise BoneAgeDataError(f"{packed}: {'; '.join(recorded)}")
     try:
         images = np.load(packed / "images.npy", mmap_mode="r")
     except (OSError, ValueError) as exc:

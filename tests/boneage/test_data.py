@@ -4,6 +4,8 @@ import json
 import numpy as np
 import pytest
 
+from handprep.pipeline.cache import file_sha256
+
 from handprep.boneage import data as bdata
 
 
@@ -39,8 +41,18 @@ def _fake_dataset(tmp_path, n=5, rows_in_index=None, shape=(8, 8)):
     np.save(folder / "images.npy", np.zeros((n, *shape), np.uint8))
     k = n if rows_in_index is None else rows_in_index
     folder.joinpath("index.csv").write_text("index,id\n" + "".join(f"{i},c{i}\n" for i in range(k)))
-    folder.joinpath("meta.json").write_text(json.dumps({"packed": k, "shape": list(shape)}))
+    files = {name: {"bytes": (folder / name).stat().st_size, "sha256": file_sha256(folder / name)}
+             for name in ("images.npy", "index.csv")}
+    folder.joinpath("meta.json").write_text(json.dumps({"packed": k, "shape": list(shape), "files": files}))
     return tmp_path / "run"
+
+
+def test_a_pack_that_differs_from_its_record_is_refused(tmp_path):
+    run = _fake_dataset(tmp_path)
+    array = run / "dataset" / "images.npy"
+    array.write_bytes(array.read_bytes()[:-8])  # truncated after the run packed it
+    with pytest.raises(bdata.BoneAgeDataError, match="truncated or replaced"):
+        bdata.open_dataset(run)
 
 
 def test_dataset_whose_array_does_not_match_its_index_is_refused(tmp_path):
