@@ -4,9 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from handprep.pipeline.cache import file_sha256
-
 from handprep.boneage import data as bdata
+from handprep.pipeline.cache import file_sha256
 
 
 def _labels(tmp_path, text):
