@@ -32,6 +32,15 @@ def rsna60() -> Path:
 
 
 @pytest.fixture(scope="session")
+def raw_data() -> Path:
+    """HANDPREP_RAW_DATA, else ../shared/data/rsna-raw (raw RSNA films); skipped when absent."""
+    folder = Path(os.environ.get("HANDPREP_RAW_DATA", REPO.parent / "shared" / "data" / "rsna-raw"))
+    if not (folder / "images").is_dir() or not any((folder / "images").glob("*.png")):
+        pytest.skip("raw radiographs not found: set HANDPREP_RAW_DATA to the rsna-raw folder (images/, labels.csv)")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def phantom_set(tmp_path_factory) -> dict:
     """Eight 8-bit phantoms (520×400) with masks and labels, written once per session."""
     return write_phantom_set(tmp_path_factory.mktemp("phantoms"), n=8, seed=1)

@@ -68,6 +68,6 @@ def test_masks_propose_and_import(seg_phantoms, tmp_path):
 
 def test_model_info(phantom_model, tmp_path):
     result = runner.invoke(app, ["model-info", str(phantom_model.model_path)])
-    assert result.exit_code == 0 and "work_size_px: 128" in result.output and "held-out" in result.output
+    assert result.exit_code == 0 and "work_size_px: 128" in result.output and "validation" in result.output
     result = runner.invoke(app, ["model-info", str(tmp_path / "nope.pt")])
     assert result.exit_code == 2 and "model file not found" in result.output
