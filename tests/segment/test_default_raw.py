@@ -16,6 +16,7 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.realdata
 SPLIT = REPO / "masks" / "splits_final.json"
+MEAN_DICE, WORST_DICE, MAX_GROSS = 0.98, 0.95, 0  # issue 7's targets
 
 
 def test_default_model_on_the_raw_test_split(raw_data):
