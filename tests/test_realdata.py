@@ -75,8 +75,9 @@ def test_shipped_pipeline_segments_real_radiographs_end_to_end(rsna60, tmp_path)
 
 def test_default_model_on_held_out_radiographs(rsna60):
     segmenter = Segmenter("default", device="cpu")
-    held_out = segmenter.meta["val_ids"]
-    assert len(held_out) >= 10 and not set(held_out) & set(segmenter.meta["train_ids"])
+    assert not set(segmenter.meta["val_ids"]) & set(segmenter.meta["train_ids"])
+    held_out = [i for i in segmenter.meta["val_ids"] if (rsna60 / "images" / f"{i}.png").is_file()]
+    assert len(held_out) >= 10
     scores = []
     for case_id in held_out:
         image = read_image(rsna60 / "images" / f"{case_id}.png")

@@ -69,3 +69,15 @@ def test_float64_input_is_cast_to_float32(segmenter):
     assert prob.dtype == np.float32
     assert np.allclose(prob, segmenter.work_probability(work), atol=1e-6)
     assert segmenter._predict_batch(np.zeros((2, 64, 64), np.float64)).dtype == np.float32
+
+
+def test_training_patches_are_float32_even_from_float64_images():
+    from handprep.segment.train import Pair, TrainConfig, _epoch_patches
+
+    mask = np.zeros((100, 80), np.float64)
+    mask[20:90, 20:60] = 1
+    pair = Pair("a", "a.png", "a_mask.png", (0.2 + 0.6 * mask).astype(np.float64), mask, "0" * 64)
+    config = TrainConfig(images="x", masks="y", out="z", tile_px=64, stride_px=32)
+    for augment in (True, False):
+        patches, targets = _epoch_patches([pair], TrainConfig(**{**config.__dict__, "augment": augment}), epoch=0)
+        assert patches.dtype == np.float32 and targets.dtype == np.float32
