@@ -38,6 +38,7 @@ def normalise(image: np.ndarray) -> np.ndarray:
         lo, hi = np.percentile(image, (0.5, 99.5))
     if hi <= lo:
         return np.zeros(image.shape, np.float32)
+    lo, hi = np.float32(lo), np.float32(hi)  # numpy 2 would promote to float64 with float64 scalars
     return np.clip((image.astype(np.float32) - lo) / (hi - lo), 0, 1)
 
 

@@ -45,3 +45,25 @@ def test_frames_are_never_hand_and_cassette_edges_never_cut_it():
         assert changed.any() and (framed_mask[changed] == 0).all()  # whatever the frame covers is not hand
         edged, edged_mask = _cassette_edge(image, mask, np.random.default_rng(seed))
         assert np.array_equal(edged_mask, mask) and np.array_equal(edged[mask > 0.5], image[mask > 0.5])
+
+
+def test_float32_under_numpy2_promotion_rules():
+    """numpy 2 (GPU machines) promotes float32 arrays with float64 scalars to float64; the
+    augmentation and the inference normalisation must stay float32 under those rules too."""
+    from handprep.segment.infer import normalise
+
+    set_state = getattr(np, "_set_promotion_state", None)
+    previous = np._get_promotion_state() if set_state else None
+    if set_state:
+        set_state("weak")  # NEP 50: numpy 2's rules, available in numpy 1.24+
+    try:
+        mask = hand_like()
+        image = 0.1 + 0.8 * mask
+        for seed in range(6):
+            out_image, _ = augment(image, mask, np.random.default_rng(seed))
+            assert out_image.dtype == np.float32, seed
+        assert normalise(np.linspace(0, 1, 100, dtype=np.float64).reshape(10, 10)).dtype == np.float32
+        assert normalise(np.arange(100, dtype=np.uint16).reshape(10, 10)).dtype == np.float32
+    finally:
+        if set_state:
+            set_state(previous)
