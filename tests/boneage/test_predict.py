@@ -3,6 +3,7 @@ import csv
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -22,11 +23,14 @@ def test_predict_round_trips_through_the_recorded_chain(model, age_run, tmp_path
                           sex_table=read_sex_table(age_run["labels"]), workers=2, progress=False)
     assert [r["status"] for r in rows] == ["ok"] * 16
     by_id = {r["id"]: r for r in rows}
+    # CSV rounding on the CPU; on CUDA both paths run in bfloat16 (8-bit mantissa), in batches of
+    # different make-up: a 177-month prediction moved by 0.11 months on an H200
+    tolerance = 0.5 if torch.cuda.is_available() else 0.06
     for packed in csv.DictReader(open(model.out / "predictions.csv")):  # the validation images
         row = by_id[packed["id"]]
-        assert row["boneage_months"] == pytest.approx(float(packed["predicted"]), abs=0.06)
-        assert row["lower"] == pytest.approx(float(packed["lower"]), abs=0.06)
-        assert row["upper"] == pytest.approx(float(packed["upper"]), abs=0.06)
+        assert row["boneage_months"] == pytest.approx(float(packed["predicted"]), abs=tolerance)
+        assert row["lower"] == pytest.approx(float(packed["lower"]), abs=tolerance)
+        assert row["upper"] == pytest.approx(float(packed["upper"]), abs=tolerance)
     written = list(csv.DictReader(open(tmp_path / "preds.csv")))
     assert list(written[0])[:6] == ["id", "boneage_months", "lower", "upper", "status", "reason"]
 
