@@ -7,13 +7,14 @@ normalisation, interval calibration, metrics, versions) and float16 weights, and
 """
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 import torch
 import torchvision
 from torch import nn
+
+from handprep.modelfile import load_checked, save_weights
 
 FORMAT, FORMAT_VERSION = "handprep-boneage", 1
 BACKBONES = ("resnet18", "resnet34", "resnet50", "densenet121")
@@ -112,31 +113,16 @@ def load_imagenet_backbone(model: BoneAgeNet, path: str | os.PathLike) -> int:
 
 def save_model_file(path: str | os.PathLike, model: nn.Module, meta: dict) -> None:
     """Write weights (float16) + JSON-able ``meta`` atomically."""
-    from handprep.io import atomic_write_bytes
-
-    state = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
-             for k, v in model.state_dict().items()}
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "version": FORMAT_VERSION, "meta": meta, "state_dict": state}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_weights(path, model, meta, FORMAT, FORMAT_VERSION)
 
 
 def read_model_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found; train one with 'handprep train-resnet34'")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelFileError(f"{path}: not a loadable model file ({type(exc).__name__}: {str(exc)[:200]}); "
-                             "it may be truncated or not a handprep model") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not a handprep bone-age model (no '{FORMAT}' header); a training "
-                             "checkpoint (last.pt) is resumed with --resume, not loaded as a model")
-    if data.get("version", 0) > FORMAT_VERSION:
-        raise ModelFileError(f"{path}: model format {data['version']} is newer than this handprep "
-                             f"understands ({FORMAT_VERSION}); upgrade handprep")
-    return data
+    return load_checked(path, FORMAT, FORMAT_VERSION, ModelFileError,
+                        f"not a handprep bone-age model (no '{FORMAT}' header); a training checkpoint "
+                        "(last.pt) is resumed with --resume, not loaded as a model")
 
 
 def load_model_file(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[BoneAgeNet, dict]:

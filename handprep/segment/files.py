@@ -11,13 +11,13 @@ import json
 import zipfile
 from pathlib import Path
 
+from handprep.modelfile import META_ENTRY
 from handprep.segment.tiling import check_stride
 
 FORMAT = "handprep-segmenter"
 FORMAT_VERSION = 1
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "segmenter_default.pt"
 NORMALISATION = "percentile 0.5-99.5 per image, clipped to [0, 1]"
-META_ENTRY = "handprep-meta.json"  # a JSON copy of the metadata inside the archive, readable without torch
 
 
 class ModelFileError(ValueError):

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import torch
 
-from handprep.segment.files import NORMALISATION, model_settings  # noqa: F401  (re-exported)
-from handprep.segment.model import ModelFileError, load_model, pick_device, resolve_model_path
+from handprep.segment.files import model_settings
+from handprep.segment.model import load_model, pick_device, resolve_model_path
 from handprep.segment.tiling import check_stride, sliding_window_many
 from handprep.stages.contrast import percentiles
 

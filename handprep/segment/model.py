@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from handprep.segment.files import (DEFAULT_MODEL, FORMAT, FORMAT_VERSION, META_ENTRY,  # noqa: F401
-                                    ModelFileError, file_digest, require_model_file, resolve_model_path)
+from handprep.modelfile import load_checked, save_weights
+from handprep.segment.files import (DEFAULT_MODEL, FORMAT, FORMAT_VERSION, ModelFileError,  # noqa: F401
+                                    file_digest, require_model_file, resolve_model_path)
 
 # Architecture presets: (encoder, encoder_depth, decoder_channels)
 ARCHITECTURES = {
@@ -78,39 +78,16 @@ def _load_encoder_weights(encoder: nn.Module, state: dict, path: str) -> None:
 
 
 def save_model(path: str | os.PathLike, model: nn.Module, meta: dict) -> None:
-    """Write a model file (float16 weights + metadata) atomically; the metadata is also stored as
-    JSON inside the archive so pipelines can be validated without importing torch."""
-    import io
-    import json
-    import zipfile
-
-    from handprep.io import atomic_write_bytes
-
-    state = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
-             for k, v in model.state_dict().items()}
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "version": FORMAT_VERSION, "meta": meta, "state_dict": state}, buffer)
-    buffer.seek(0)
-    prefix = zipfile.ZipFile(buffer).namelist()[0].split("/")[0]  # torch only reads entries in its folder
-    with zipfile.ZipFile(buffer, "a") as archive:
-        archive.writestr(f"{prefix}/{META_ENTRY}", json.dumps(meta, default=str))
-    atomic_write_bytes(path, buffer.getvalue())
+    """Write a model file (float16 weights + metadata, with a JSON copy for torch-free checks)."""
+    save_weights(path, model, meta, FORMAT, FORMAT_VERSION)
 
 
 def read_model_file(path: str | os.PathLike) -> dict:
     """Load and check a model file (weights_only); raise ModelFileError with the fix."""
     path = require_model_file(path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelFileError(f"{path}: not a loadable model file ({type(exc).__name__}: {str(exc)[:200]}). "
-                             "It may be truncated, or not a handprep model.") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not a handprep segmenter model (no '{FORMAT}' header); "
-                             "train one with 'handprep segment-train'")
-    if data.get("version", 0) > FORMAT_VERSION:
-        raise ModelFileError(f"{path}: model format {data['version']} is newer than this handprep "
-                             f"understands ({FORMAT_VERSION}); upgrade handprep")
+    data = load_checked(path, FORMAT, FORMAT_VERSION, ModelFileError,
+                        f"not a handprep segmenter model (no '{FORMAT}' header); train one with "
+                        "'handprep segment-train'")
     return data
 
 

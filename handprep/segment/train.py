@@ -30,7 +30,8 @@ import handprep
 from handprep.io import ImageReadError, atomic_write_bytes, atomic_write_text, content_hash, list_images, \
     read_file_bytes, decode_image, decode_mask
 from handprep.segment.augment import AugmentConfig, augment
-from handprep.segment.infer import NORMALISATION, to_work_image, to_work_mask
+from handprep.segment.files import NORMALISATION
+from handprep.segment.infer import to_work_image, to_work_mask
 from handprep.segment.metrics import compare, summarise, write_metrics_csv
 from handprep.segment.model import ARCHITECTURES, build_unet, load_model, pick_device, save_model
 from handprep.segment.tiling import check_stride, extract_patches, sliding_window
