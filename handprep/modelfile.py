@@ -51,3 +51,13 @@ def load_checked(path: Path, fmt: str, version: int, error: type[Exception], for
         raise error(f"{path}: model format {data['version']} is newer than this handprep understands "
                     f"({version}); upgrade handprep")
     return data
+
+
+def restore_weights(model: "nn.Module", data: dict, path: Path, error: type[Exception], what: str) -> None:
+    """Load a model file's (float16) weights into ``model`` as float32; ``what`` names the
+    network the file claims to hold, for the error when the weights do not fit it."""
+    state = {k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise error(f"{path}: weights do not fit the {what} it names ({exc})") from exc

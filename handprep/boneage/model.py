@@ -14,7 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
-from handprep.modelfile import load_checked, save_weights
+from handprep.modelfile import load_checked, restore_weights, save_weights
 
 FORMAT, FORMAT_VERSION = "handprep-boneage", 1
 BACKBONES = ("resnet18", "resnet34", "resnet50", "densenet121")
@@ -130,9 +130,5 @@ def load_model_file(path: str | os.PathLike, device: str | torch.device = "cpu")
     data = read_model_file(path)
     meta = data["meta"]
     model = build_model(meta["arch"])
-    state = {k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ModelFileError(f"{path}: weights do not fit the {meta['arch']} network it names ({exc})") from exc
+    restore_weights(model, data, path, ModelFileError, f"{meta['arch']} network")
     return model.to(device).eval(), meta

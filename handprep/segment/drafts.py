@@ -134,24 +134,27 @@ def overlay_image(image: np.ndarray, mask: np.ndarray, max_side: int = 1024) -> 
     return tint
 
 
+def labelled_grid(entries: list[tuple[str, np.ndarray]], cell_px: int = 320, cols: int = 4) -> np.ndarray:
+    """One image of BGR overlays, each fitted into a ``cell_px`` square with its id written on it."""
+    cells = []
+    for case_id, overlay in entries:
+        scale = cell_px / max(overlay.shape[:2])
+        small = cv2.resize(overlay, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        cell = np.zeros((cell_px, cell_px, 3), np.uint8)
+        cell[:small.shape[0], :small.shape[1]] = small[:cell_px, :cell_px]
+        cv2.putText(cell, case_id, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 255), 1, cv2.LINE_AA)
+        cells.append(cell)
+    while len(cells) % cols:
+        cells.append(np.zeros((cell_px, cell_px, 3), np.uint8))
+    return np.vstack([np.hstack(cells[i:i + cols]) for i in range(0, len(cells), cols)])
+
+
 def review_sheets(entries: list[tuple[str, np.ndarray]], out: Path, per_sheet: int = 12, cell_px: int = 320) -> list[Path]:
     """Grids of overlays (id written on each), ``per_sheet`` per PNG."""
     paths = []
-    cols = 4
     for start in range(0, len(entries), per_sheet):
-        cells = []
-        for case_id, overlay in entries[start:start + per_sheet]:
-            scale = cell_px / max(overlay.shape[:2])
-            small = cv2.resize(overlay, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            cell = np.zeros((cell_px, cell_px, 3), np.uint8)
-            cell[:small.shape[0], :small.shape[1]] = small
-            cv2.putText(cell, case_id, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 255), 1, cv2.LINE_AA)
-            cells.append(cell)
-        while len(cells) % cols:
-            cells.append(np.zeros((cell_px, cell_px, 3), np.uint8))
-        sheet = np.vstack([np.hstack(cells[i:i + cols]) for i in range(0, len(cells), cols)])
         path = out / f"sheet_{start // per_sheet + 1:03d}.png"
-        write_png(path, sheet)
+        write_png(path, labelled_grid(entries[start:start + per_sheet], cell_px))
         paths.append(path)
     return paths
 

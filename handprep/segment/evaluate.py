@@ -10,8 +10,6 @@ hand, or more than 5 % of the hand missing. The worst cases are drawn as overlay
 """
 from __future__ import annotations
 
-import csv
-import io as _io
 import json
 import math
 from dataclasses import dataclass, field
@@ -22,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from handprep.io import ImageReadError, atomic_write_text, read_image, read_mask, write_png
-from handprep.segment.metrics import compare, summarise
+from handprep.segment.metrics import compare, summarise, write_metrics_csv
 from handprep.segment.quality import mask_quality
 from handprep.segment.train import image_files, read_split
 from handprep.stages.mask import fill_contours, threshold_mask
@@ -112,7 +110,7 @@ def evaluate_subset(images, masks: str | Path, out: str | Path, split: str | Pat
                         sorted(r["id"] for r in scored if r["gross"]),
                         sorted(r["id"] for r in scored if r["baseline_gross"]))
     out = Path(out)
-    _write_rows(out / f"segment_eval_{subset}.csv", rows)
+    write_metrics_csv(out / f"segment_eval_{subset}.csv", rows, COLUMNS)
     atomic_write_text(out / f"segment_eval_{subset}.json", json.dumps(
         {"subset": subset, "split": str(split) if split else None, "model_file": str(segmenter.path),
          "model": report.model, "baseline": report.baseline, "gross_failures": report.gross,
@@ -140,12 +138,3 @@ def overlay(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, title: str =
     if title:
         cv2.putText(rgb, title, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, max(0.5, image.shape[1] / 1200), (0, 255, 255), 2)
     return rgb
-
-
-def _write_rows(path: Path, rows: list[dict]) -> None:
-    buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), extrasaction="ignore", restval="")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.5f}" if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_text(path, buffer.getvalue())

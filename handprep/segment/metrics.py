@@ -120,9 +120,10 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
-def write_metrics_csv(path: str | Path, rows: list[dict]) -> None:
+def write_metrics_csv(path: str | Path, rows: list[dict], columns: tuple[str, ...] = METRIC_COLUMNS) -> None:
+    """Per-image metric rows as CSV (floats to 5 decimals), written atomically."""
     buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(METRIC_COLUMNS), extrasaction="ignore", restval="")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", restval="")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.5f}" if isinstance(v, float) else v) for k, v in row.items()})

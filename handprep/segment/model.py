@@ -13,7 +13,7 @@ import warnings
 import torch
 from torch import nn
 
-from handprep.modelfile import load_checked, save_weights
+from handprep.modelfile import load_checked, restore_weights, save_weights
 from handprep.segment.files import (DEFAULT_MODEL, FORMAT, FORMAT_VERSION, ModelFileError,  # noqa: F401
                                     file_digest, require_model_file, resolve_model_path)
 
@@ -96,11 +96,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     data = read_model_file(path)
     meta = data["meta"]
     model = build_unet(meta["encoder"], meta["encoder_depth"], tuple(meta["decoder_channels"]))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ModelFileError(f"{path}: weights do not fit the {meta['encoder']} U-Net it names ({exc})") from exc
+    restore_weights(model, data, path, ModelFileError, f"{meta['encoder']} U-Net")
     return model.to(device).eval(), meta
 
 

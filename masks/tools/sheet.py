@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from handprep.io import read_image, read_mask, write_png
+from handprep.segment.drafts import labelled_grid
 
 
 def view(image: np.ndarray, masks: list[np.ndarray | None], scale: float) -> np.ndarray:
@@ -42,17 +43,11 @@ def load(images: Path, folders: list[Path], case_id: str):
 
 
 def sheet(images: Path, folders: list[Path], ids: list[str], out: Path, cell: int = 400, cols: int = 4) -> None:
-    cells = []
+    entries = []
     for case_id in ids:
         image, masks = load(images, folders, case_id)
-        small = view(image, masks, cell / max(image.shape))
-        tile = np.zeros((cell, cell, 3), np.uint8)
-        tile[:small.shape[0], :small.shape[1]] = small
-        cv2.putText(tile, case_id, (4, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2, cv2.LINE_AA)
-        cells.append(tile)
-    while len(cells) % cols:
-        cells.append(np.zeros((cell, cell, 3), np.uint8))
-    write_png(out, np.vstack([np.hstack(cells[i:i + cols]) for i in range(0, len(cells), cols)]))
+        entries.append((case_id, view(image, masks, cell / max(image.shape))))
+    write_png(out, labelled_grid(entries, cell, cols))
 
 
 def grid(images: Path, folders: list[Path], case_id: str, out: Path, crop: list[int] | None, side: int = 900) -> None:
