@@ -96,17 +96,24 @@ def map_cases(func: Callable, cases: list, plan, warmups: tuple, scratch: Path) 
         yield from _dask(func, cases, plan, warmups, config, scratch)
 
 
-def _in_process(func, cases, plan, warmups):
+@contextlib.contextmanager
+def _pinned_here(warmups):
+    """Prepare this process as a worker for the run, then give back its thread settings."""
     threads = cv2.getNumThreads()
     torch_threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
     try:
         prepare_worker(warmups)
-        for case in cases:
-            yield func(case, plan)
+        yield
     finally:
         cv2.setNumThreads(threads)
         if torch_threads is not None:
             sys.modules["torch"].set_num_threads(torch_threads)
+
+
+def _in_process(func, cases, plan, warmups):
+    with _pinned_here(warmups):
+        for case in cases:
+            yield func(case, plan)
 
 
 def _loky(func, cases, plan, warmups, workers: int):
@@ -144,9 +151,9 @@ def _take(iterator, n: int) -> list:
 def _joblib(func, cases, plan, warmups, workers: int, backend: str):
     from joblib import Parallel, delayed
 
-    prepare_worker(warmups)  # threads share this process's loaded state
     tasks = (delayed(func)(case, plan) for case in cases)
-    yield from Parallel(n_jobs=workers, backend=backend, return_as="generator_unordered")(tasks)
+    with _pinned_here(warmups):  # threads share this process's loaded state
+        yield from Parallel(n_jobs=workers, backend=backend, return_as="generator_unordered")(tasks)
 
 
 def _dask(func, cases, plan, warmups, config, scratch: Path):
