@@ -1,6 +1,7 @@
 """Build the committed raw-film masks from their recorded recipes (masks/tools/recipes.yaml).
 
-    PYTHONPATH=$PWD python masks/tools/build.py IMAGES [ID ...] [--out masks] [--check DIR]
+    PYTHONPATH=$PWD python masks/tools/build.py IMAGES [ID ...] [--out masks] [--recipes FILE]
+        [--draft-model FILE]
 
 A recipe per image id::
 
@@ -14,12 +15,15 @@ A recipe per image id::
       note: what the review saw
 
 Masks are written to ``--out`` (default masks/) as 0/255 1-bit PNG. Everything is
-deterministic given the images and the model file, so anyone with the RSNA images can rebuild
-and audit a mask from its recipe.
+deterministic given the images and the draft model, so anyone with the RSNA images can rebuild
+and audit a mask from its recipe. The draft model is the segmenter shipped at commit a4b3061
+(sha256 c78cf178…), not whatever default ships now, so that masks do not follow the model
+they are used to judge: ``git show a4b3061:handprep/models/segmenter_default.pt > draft.pt``.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 
 import cv2
@@ -35,10 +39,19 @@ from handprep.segment.infer import get_segmenter
 from handprep.stages.mask import fill_contours, largest_component
 
 RECIPES = Path(__file__).with_name("recipes.yaml")
+DRAFT_MODEL_SHA256 = "c78cf17899abf633"  # prefix; the segmenter shipped at commit a4b3061
+DRAFT_MODEL = {"path": "draft.pt"}
+
+
+def check_draft_model(path: Path) -> None:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if not digest.startswith(DRAFT_MODEL_SHA256):
+        raise SystemExit(f"{path}: sha256 {digest[:16]}… is not the draft model {DRAFT_MODEL_SHA256}…; "
+                         "get it with: git show a4b3061:handprep/models/segmenter_default.pt > draft.pt")
 
 
 def model_draft(image: np.ndarray) -> np.ndarray:
-    draft = get_segmenter("default", device="cpu").mask(image)
+    draft = get_segmenter(DRAFT_MODEL["path"], device="cpu").mask(image)
     return fill_contours(largest_component(smooth_mask(fill_contours(largest_component(draft)))))
 
 
@@ -75,10 +88,14 @@ def main() -> None:
     parser.add_argument("images", type=Path)
     parser.add_argument("ids", nargs="*")
     parser.add_argument("--out", type=Path, default=Path("masks"))
+    parser.add_argument("--recipes", type=Path, default=RECIPES)
+    parser.add_argument("--draft-model", type=Path, default=Path("draft.pt"))
     args = parser.parse_args()
+    check_draft_model(args.draft_model)
+    DRAFT_MODEL["path"] = str(args.draft_model)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    recipes = yaml.safe_load(RECIPES.read_text()) or {}
+    recipes = yaml.safe_load(args.recipes.read_text()) or {}
     for case_id in tqdm(args.ids or list(recipes), desc="building masks", unit="mask"):
         image = read_image(args.images / f"{case_id}.png")
         write_mask(args.out / f"{case_id}.png", build(image, recipes[str(case_id)]))

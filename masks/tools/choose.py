@@ -1,6 +1,9 @@
 """Choose a diverse subset of raw radiographs to mask, from measure.py's table.
 
-    PYTHONPATH=$PWD python masks/tools/select.py MEASURE_DIR OUT.csv [N=160] [SEED=7]
+    PYTHONPATH=$PWD python masks/tools/choose.py MEASURE_DIR OUT.csv [N=160] [SEED=7] [EXCLUDE.txt ...]
+
+Ids listed in EXCLUDE files (one per line, or a CSV whose first column is the id) are never
+chosen; quotas scale with N (they are written for N = 160).
 
 Each image gets the candidate reasons its measurements support (see POOLS); the pools are
 filled in turn, drawing at random (seeded) within each, until every pool has its quota or is
@@ -61,7 +64,8 @@ def load(measure_dir: Path) -> list[dict]:
 def choose(rows: list[dict], n: int, seed: int) -> dict[str, list[str]]:
     rng = np.random.default_rng(seed)
     chosen: dict[str, list[str]] = {}
-    for name, (quota, _) in POOLS.items():
+    for name, (full_quota, _) in POOLS.items():
+        quota = max(1, round(full_quota * n / 160))
         pool = [r for r in rows if name in r["reasons"]]
         have = sum(1 for r in pool if r["id"] in chosen)
         rest = [r for r in pool if r["id"] not in chosen]
@@ -73,8 +77,14 @@ def choose(rows: list[dict], n: int, seed: int) -> dict[str, list[str]]:
     return chosen
 
 
-def main(measure_dir: str, out: str, n: str = "160", seed: str = "7") -> None:
-    rows = load(Path(measure_dir))
+def read_ids(path: str) -> set[str]:
+    lines = [line.split(",")[0].strip() for line in Path(path).read_text().splitlines()]
+    return {line for line in lines if line.isdigit()}
+
+
+def main(measure_dir: str, out: str, n: str = "160", seed: str = "7", *exclude_files: str) -> None:
+    excluded = set().union(*(read_ids(f) for f in exclude_files))
+    rows = [row for row in load(Path(measure_dir)) if row["id"] not in excluded]
     chosen = choose(rows, int(n), int(seed))
     with open(out, "w", newline="") as handle:
         writer = csv.writer(handle)
