@@ -38,6 +38,11 @@ def segment_train(
     augment: bool = typer.Option(True, help="Augment (geometry, backgrounds, frames, borders, markers, exposure)."),
     encoder_weights: Optional[str] = typer.Option(None, help="None (offline), imagenet (downloads), or a local .pt file."),
     init_model: Optional[str] = typer.Option(None, help="Start from this model file's weights (fine-tune; same architecture)."),
+    input_crop: str = typer.Option("film_box", help="film_box: show the model only the film inside black scanner "
+                                   "padding; none: the whole image."),
+    postprocess: str = typer.Option("largest_region", help="Recorded in the model file for inference: "
+                                    "largest_region (keep the largest region, holes filled) or fill_5pct (drop "
+                                    "regions under 5 % of the largest)."),
     device: str = typer.Option("auto", help="auto (CUDA if available), cpu or cuda."),
     resume: bool = typer.Option(False, help="Continue from OUT/last.pt."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes, keeping the best model."),
@@ -50,7 +55,7 @@ def segment_train(
                          stride_px=stride_px, batch_size=batch_size, epochs=epochs, lr=lr, patience=patience,
                          val_fraction=val_fraction, seed=seed, loss=loss, augment=augment, device=device,
                          max_minutes=max_minutes, resume=resume, split=str(split) if split else None,
-                         init_model=init_model)
+                         init_model=init_model, input_crop=input_crop, postprocess=postprocess)
     try:
         result = train(config, log=typer.echo)
     except (TrainingDataError, ValueError) as exc:
@@ -108,7 +113,7 @@ def model_info(model: str = typer.Argument("default", help="default (shipped) or
         _fail(str(exc))
     typer.echo(f"{path}")
     for key in ("architecture", "encoder", "encoder_weights", "init_model", "work_size_px", "tile_px",
-                "train_stride_px", "infer_stride_px", "normalisation", "threshold", "loss", "seed", "epoch",
+                "train_stride_px", "infer_stride_px", "normalisation", "input_crop", "postprocess", "threshold", "loss", "seed", "epoch",
                 "split", "split_sha256", "handprep", "torch"):
         if key in meta:
             typer.echo(f"  {key}: {meta[key]}")

@@ -46,29 +46,30 @@ def _load(path: Path, segmenter: Segmenter):
         image = read_image(path)
     except ImageReadError as exc:
         return path, None, None, str(exc)
-    return path, image.shape, segmenter.work_image(image), ""
+    work, box = segmenter.work_input(image)
+    return path, (image.shape, box), work, ""
 
 
-def _finish(path: Path, shape, work_prob: np.ndarray, target: Path, threshold: float, fill: bool,
-            min_area_ratio: float) -> tuple[str, dict]:
-    prob = to_full_size(work_prob, shape)
+def _finish(path: Path, where, work_prob: np.ndarray, target: Path, threshold: float, finish) -> tuple[str, dict]:
+    prob = to_full_size(work_prob, *where)
     mask = binarise(prob, threshold)
     quality = mask_quality(mask, prob)
-    if fill:
-        mask = fill_contours(mask, min_area_ratio=min_area_ratio)
+    if finish is not None:
+        mask = finish(mask)
     write_mask(target, mask)
     return path.stem, quality
 
 
 def segment_folder(images: str | Path, out: str | Path, model: str = "default", stride_px: int | None = None,
                    window: str = "constant", threshold: float | None = None, batch_size: int | None = None,
-                   device: str = "auto", fill: bool = True, min_area_ratio: float = 0.05,
+                   device: str = "auto", fill: bool = True, min_area_ratio: float | None = None,
                    overwrite: bool = False, progress: bool = True, images_per_batch: int | None = None,
                    workers: int | None = None) -> SegmentResult:
     """Segment every image into ``out/<stem>.png`` (0/255, the image's size) and score each mask.
 
-    ``fill`` applies ``fill_contours`` (holes filled, regions under ``min_area_ratio`` of the
-    largest dropped). Existing outputs are kept unless ``overwrite``: an interrupted run
+    ``fill`` applies the model file's post-processing (holes filled; only the largest region
+    kept, or regions under 5 % of the largest dropped, as the file says); a ``min_area_ratio``
+    given instead drops regions under that share of the largest. Existing outputs are kept unless ``overwrite``: an interrupted run
     resumes. Quality numbers and flags (see ``handprep.segment.quality``, measured before
     filling) go to ``out/segment_quality.csv``. ``images_per_batch``, ``workers`` and
     ``batch_size`` (tiles per forward pass) default to 1, 0 and 16 on a CPU and to 32, up to
@@ -80,6 +81,8 @@ def segment_folder(images: str | Path, out: str | Path, model: str = "default", 
     workers = (min(8, os.cpu_count() or 1) if gpu else 0) if workers is None else workers
     batch_size = batch_size or (512 if gpu else 16)
     threshold = segmenter.threshold(threshold)
+    finish = None if not fill else (segmenter.finish if min_area_ratio is None
+                                    else lambda m: fill_contours(m, min_area_ratio=min_area_ratio))
     out = Path(out)
     result = SegmentResult()
     todo = []
@@ -99,8 +102,8 @@ def segment_folder(images: str | Path, out: str | Path, model: str = "default", 
                     result.failed[str(path)] = problem
             good = [g for g in group if not g[3]]
             probs = segmenter.work_probabilities([g[2] for g in good], stride_px, window, batch_size) if good else []
-            for (path, shape, _, _), work_prob in zip(good, probs):
-                args = (path, shape, work_prob, out / f"{path.stem}.png", threshold, fill, min_area_ratio)
+            for (path, where, _, _), work_prob in zip(good, probs):
+                args = (path, where, work_prob, out / f"{path.stem}.png", threshold, finish)
                 pending.append(pool.submit(_finish, *args) if pool else _finish(*args))
             pending = _collect(pending, result, keep_running=pool is not None)
             bar.update(len(group))

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from handprep.io import (ImageReadError, atomic_write_text, decode_image, list_images, read_file_bytes,
                          read_image, write_mask, write_png)
+from handprep.segment.film import film_region
 from handprep.stages.mask import fill_contours, largest_component, threshold_mask
 
 COLOURS = {"red": (0, 0, 255), "green": (0, 255, 0), "blue": (255, 0, 0), "yellow": (0, 255, 255),
@@ -270,22 +271,6 @@ def apply_edits(image: np.ndarray, mask: np.ndarray, edits: list[dict]) -> np.nd
         else:
             mask = smooth_mask(mask, float(arg))
     return fill_contours(largest_component(mask))
-
-
-def film_region(image: np.ndarray, level: int = 4, min_fraction: float = 0.05) -> np.ndarray:
-    """The exposed film inside black padding: the region brighter than ``level`` (after a blur).
-
-    Raw films are often scanned onto a black canvas (exactly 0). A faint film's percentiles
-    are then dominated by the padding, and the film looks uniformly grey. Regions smaller than
-    ``min_fraction`` of the image (labels in the padding) are dropped; the region is filled.
-    """
-    small = cv2.GaussianBlur(image, (0, 0), 2)
-    binary = np.where(small > level, 255, 0).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_fraction * image.size]
-    if not keep:
-        return np.full(image.shape, 255, np.uint8)
-    return fill_contours(np.where(np.isin(labels, keep), 255, 0).astype(np.uint8))
 
 
 def film_stretch(image: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.5) -> np.ndarray:

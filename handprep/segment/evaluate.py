@@ -1,8 +1,7 @@
 """Scoring a segmenter on one subset of a persisted split, with the trivial baseline beside it.
 
 For every id of the subset (``test`` by default) the model's mask — exactly what
-``handprep segment`` writes: threshold, then ``fill_contours`` dropping regions under 5 % of
-the largest — and the baseline's mask (the ``threshold_mask`` stage: threshold → largest
+``handprep segment`` writes: threshold, then the model file's post-processing — and the baseline's mask (the ``threshold_mask`` stage: threshold → largest
 component → fill) are scored against the reviewed mask with Dice, IoU and HD95 (see
 ``metrics``). A *gross failure* is a mask with more than 5 % of the hand's area outside the
 hand, or more than 5 % of the hand missing. The worst cases are drawn as overlays
@@ -23,7 +22,7 @@ from handprep.io import ImageReadError, atomic_write_text, read_image, read_mask
 from handprep.segment.metrics import compare, summarise, write_metrics_csv
 from handprep.segment.quality import mask_quality
 from handprep.segment.train import image_files, read_split
-from handprep.stages.mask import fill_contours, threshold_mask
+from handprep.stages.mask import threshold_mask
 
 GROSS_FRACTION = 0.05
 COLUMNS = ("id", "dice", "iou", "hd95_px", "hd95_diag", "outside", "missing", "gross", "flags",
@@ -54,7 +53,7 @@ def model_mask(segmenter, image: np.ndarray) -> tuple[np.ndarray, dict]:
 
     prob = segmenter.probability(image)
     mask = binarise(prob, segmenter.threshold())
-    return fill_contours(mask, min_area_ratio=0.05), mask_quality(mask, prob)
+    return segmenter.finish(mask), mask_quality(mask, prob)
 
 
 def score_case(case_id: str, image: np.ndarray, truth: np.ndarray, segmenter) -> tuple[dict, np.ndarray]:

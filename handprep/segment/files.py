@@ -18,6 +18,10 @@ FORMAT = "handprep-segmenter"
 FORMAT_VERSION = 1
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "segmenter_default.pt"
 NORMALISATION = "percentile 0.5-99.5 per image, clipped to [0, 1]"
+# what a model file may name, and what files written before these settings existed mean
+INPUT_CROPS = ("none", "film_box")
+POSTPROCESSING = ("fill_5pct", "largest_region")
+LEGACY_SETTINGS = {"input_crop": "none", "postprocess": "fill_5pct"}
 
 
 class ModelFileError(ValueError):
@@ -82,10 +86,12 @@ def read_meta_light(path: str | os.PathLike) -> dict | None:
 
 
 def model_settings(meta: dict, path: str | os.PathLike = "model") -> dict:
-    """Inference settings recorded in a model file: tile, working scale, stride, normalisation, threshold.
+    """Inference settings recorded in a model file: tile, working scale, stride, normalisation,
+    threshold, input crop and post-processing.
 
-    Older files without ``infer_stride_px`` get a quarter-overlap stride; a normalisation this
-    version does not implement is refused rather than silently replaced.
+    Older files without ``infer_stride_px`` get a quarter-overlap stride, and no crop with the
+    5 % fill they were evaluated with; a normalisation, crop or post-processing this version
+    does not implement is refused rather than silently replaced.
     """
     missing = [k for k in ("tile_px", "work_size_px") if k not in meta]
     if missing:
@@ -95,8 +101,15 @@ def model_settings(meta: dict, path: str | os.PathLike = "model") -> dict:
     if norm != NORMALISATION:
         raise ModelFileError(f"{path}: the model expects images normalised as {norm!r}, which this handprep does "
                              f"not implement (it knows {NORMALISATION!r}); upgrade handprep or retrain the model")
+    crop = meta.get("input_crop", LEGACY_SETTINGS["input_crop"])
+    post = meta.get("postprocess", LEGACY_SETTINGS["postprocess"])
+    for name, value, known in (("input crop", crop, INPUT_CROPS), ("post-processing", post, POSTPROCESSING)):
+        if value not in known:
+            raise ModelFileError(f"{path}: the model names the {name} {value!r}, which this handprep does not "
+                                 f"implement (it knows {', '.join(known)}); upgrade handprep or retrain the model")
     tile = int(meta["tile_px"])
     stride = int(meta.get("infer_stride_px", tile * 3 // 4))
     check_stride(tile, stride)
     return {"tile_px": tile, "work_size_px": int(meta["work_size_px"]), "stride_px": stride,
-            "threshold": float(meta.get("threshold", 0.5)), "normalisation": norm}
+            "threshold": float(meta.get("threshold", 0.5)), "normalisation": norm, "input_crop": crop,
+            "postprocess": post}

@@ -9,10 +9,14 @@ import cv2
 import numpy as np
 import torch
 
+from handprep.segment.film import film_box
 from handprep.segment.files import model_settings
 from handprep.segment.model import load_model, pick_device, resolve_model_path
 from handprep.segment.tiling import check_stride, sliding_window_many
 from handprep.stages.contrast import percentiles
+from handprep.stages.mask import fill_contours, largest_component
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 of the part of the radiograph the model sees
 
 
 
@@ -40,6 +44,27 @@ def normalise(image: np.ndarray) -> np.ndarray:
         return np.zeros(image.shape, np.float32)
     lo, hi = np.float32(lo), np.float32(hi)  # numpy 2 would promote to float64 with float64 scalars
     return np.clip((image.astype(np.float32) - lo) / (hi - lo), 0, 1)
+
+
+def input_box(image: np.ndarray, input_crop: str) -> Box:
+    """The part of the radiograph the model is shown: the film inside black padding (``film_box``) or all."""
+    if input_crop == "film_box":
+        return film_box(image)
+    return 0, 0, image.shape[1], image.shape[0]
+
+
+def crop(image: np.ndarray, box: Box) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    return image[y0:y1, x0:x1]
+
+
+def postprocess(mask: np.ndarray, how: str) -> np.ndarray:
+    """The model file's post-processing of a thresholded mask: holes filled, and either regions
+    under 5 % of the largest dropped (``fill_5pct``) or only the largest region kept
+    (``largest_region``: strips along a frame and markers apart from the hand go)."""
+    if how == "largest_region":
+        return fill_contours(largest_component(mask))
+    return fill_contours(mask, min_area_ratio=0.05)
 
 
 def to_work_mask(mask: np.ndarray, work_size_px: int) -> np.ndarray:
@@ -78,9 +103,14 @@ class Segmenter:
         check_stride(self.settings["tile_px"], stride)
         return stride
 
+    def work_input(self, image: np.ndarray) -> tuple[np.ndarray, Box]:
+        """What the model sees: the (cropped) image at its working scale, normalised as in training
+        (float32), and where that crop lies in the radiograph."""
+        box = input_box(image, self.settings["input_crop"])
+        return to_work_image(crop(image, box), self.settings["work_size_px"]), box
+
     def work_image(self, image: np.ndarray) -> np.ndarray:
-        """The image at the model's working scale, normalised as the model was trained (float32)."""
-        return to_work_image(image, self.settings["work_size_px"])
+        return self.work_input(image)[0]
 
     def work_probabilities(self, work_images: list[np.ndarray], stride_px: int | None = None,
                            window: str = "constant", batch_size: int = 16) -> list[np.ndarray]:
@@ -97,19 +127,29 @@ class Segmenter:
     def probability(self, image: np.ndarray, stride_px: int | None = None, window: str = "constant",
                     batch_size: int = 16) -> np.ndarray:
         """Hand probability (float32 0..1) at the image's full size."""
-        prob = self.work_probability(self.work_image(image), stride_px, window, batch_size)
-        return to_full_size(prob, image.shape)
+        work, box = self.work_input(image)
+        return to_full_size(self.work_probability(work, stride_px, window, batch_size), image.shape, box)
 
     def mask(self, image: np.ndarray, threshold: float | None = None, **options) -> np.ndarray:
-        """Binary hand mask (uint8 0/255) at full size; ``threshold`` defaults to the model's."""
+        """Binary hand mask (uint8 0/255) at full size, before post-processing; ``threshold`` defaults to the model's."""
         return binarise(self.probability(image, **options), self.threshold(threshold))
+
+    def finish(self, mask: np.ndarray) -> np.ndarray:
+        """The model file's post-processing (see ``postprocess``)."""
+        return postprocess(mask, self.settings["postprocess"])
 
     def threshold(self, threshold: float | None = None) -> float:
         return self.settings["threshold"] if threshold is None else threshold
 
 
-def to_full_size(prob: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    return cv2.resize(prob, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+def to_full_size(prob: np.ndarray, shape: tuple[int, ...], box: Box | None = None) -> np.ndarray:
+    """A working-scale map back at the radiograph's size; 0 outside the ``box`` the model saw."""
+    if box is None or box == (0, 0, shape[1], shape[0]):
+        return cv2.resize(prob, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    x0, y0, x1, y1 = box
+    full = np.zeros(shape[:2], np.float32)
+    full[y0:y1, x0:x1] = cv2.resize(prob, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    return full
 
 
 def binarise(prob: np.ndarray, threshold: float) -> np.ndarray:

@@ -60,8 +60,9 @@ def _warmup(params: dict) -> None:
         raise StageError(str(exc)) from None
 
 
-# the last image's probability map, so ``describe`` can score the mask the stage just made
-_LAST: list = [None, None]
+# the last image, its probability map and its mask before post-processing, so ``describe``
+# scores the mask the stage just made as ``handprep segment`` does
+_LAST: list = [None, None, None]
 
 
 def _describe(image: np.ndarray, mask: np.ndarray | None, model: str = "default", stride_px=None,
@@ -71,11 +72,11 @@ def _describe(image: np.ndarray, mask: np.ndarray | None, model: str = "default"
 
     if mask is None:
         return {}
-    prob = _LAST[1] if _LAST[0] is image else None
-    return {f"quality_{k}" if k not in ("flags", "doubtful") else k: v for k, v in mask_quality(mask, prob).items()}
+    prob, raw = (_LAST[1], _LAST[2]) if _LAST[0] is image else (None, mask)
+    return {f"quality_{k}" if k not in ("flags", "doubtful") else k: v for k, v in mask_quality(raw, prob).items()}
 
 
-@stage("segment", kind="segmenter", version=2, expensive=True, prepare=_prepare, identity=_identity,
+@stage("segment", kind="segmenter", version=3, expensive=True, prepare=_prepare, identity=_identity,
        describe=_describe, warmup=_warmup)
 def segment(
     image: np.ndarray,
@@ -92,8 +93,9 @@ def segment(
     the model's tiles (128 px) every ``stride_px`` (default: the stride recorded in the model
     file; never more than a tile) with the last tile flush to the border,
     predicted in batches, averaged where tiles overlap (``constant`` as in the reference
-    method, or a ``gaussian`` window), scaled back to full size and thresholded (the model's
-    own threshold unless given). ``model`` is ``default`` (shipped) or a path to a model
+    method, or a ``gaussian`` window), scaled back to full size, thresholded (the model's
+    own threshold unless given) and post-processed as the model file says (holes filled;
+    the largest region kept, or regions under 5 % of the largest dropped). ``model`` is ``default`` (shipped) or a path to a model
     file from ``handprep segment-train``. The manifest gets quality numbers and flags for the
     mask (border contact, area, large components, confidence; ``doubtful`` if any fails).
     """
@@ -109,5 +111,6 @@ def segment(
         prob = segmenter.probability(image, stride_px=stride_px, window=window, batch_size=batch_size)
     except ValueError as exc:  # e.g. a stride larger than the model's tile
         raise StageError(str(exc)) from None
-    _LAST[:] = [image, prob]
-    return binarise(prob, segmenter.threshold(threshold))
+    raw = binarise(prob, segmenter.threshold(threshold))
+    _LAST[:] = [image, prob, raw]
+    return segmenter.finish(raw)

@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -30,8 +29,8 @@ import handprep
 from handprep.io import ImageReadError, atomic_write_bytes, atomic_write_text, content_hash, list_images, \
     read_file_bytes, decode_image, decode_mask
 from handprep.segment.augment import AugmentConfig, augment
-from handprep.segment.files import NORMALISATION
-from handprep.segment.infer import to_work_image, to_work_mask
+from handprep.segment.files import INPUT_CROPS, NORMALISATION, POSTPROCESSING
+from handprep.segment.infer import binarise, crop, input_box, postprocess, to_full_size, to_work_image, to_work_mask
 from handprep.segment.metrics import compare, summarise, write_metrics_csv
 from handprep.segment.model import ARCHITECTURES, build_unet, load_model, pick_device, save_model
 from handprep.segment.tiling import check_stride, extract_patches, sliding_window
@@ -66,6 +65,8 @@ class TrainConfig:
     resume: bool = False
     split: str | None = None  # splits_final.json: train/validation used, test never loaded
     init_model: str | None = None  # start from this model file's weights (same architecture)
+    input_crop: str = "film_box"  # "film_box": show the model the film inside black padding; "none"
+    postprocess: str = "largest_region"  # or "fill_5pct"; recorded in the model file for inference
 
 
 @dataclass
@@ -77,6 +78,7 @@ class Pair:
     work_mask: np.ndarray
     mask_sha256: str
     full_mask: np.ndarray | None = None  # kept for validation images only
+    box: tuple[int, int, int, int] | None = None  # the part of the radiograph the model sees
 
 
 @dataclass
@@ -120,8 +122,10 @@ def read_split(path: str | Path) -> dict[str, list[str]]:
 
 
 def load_pairs(images: str | Path | list, masks: str | Path, work_size_px: int, keep_full: set[str] | None = None,
-               progress: bool = True, only: set[str] | None = None) -> tuple[list[Pair], dict[str, str]]:
-    """Image/mask pairs matched by stem, at the working scale; problems are returned, not raised.
+               progress: bool = True, only: set[str] | None = None,
+               input_crop: str = "none") -> tuple[list[Pair], dict[str, str]]:
+    """Image/mask pairs matched by stem, cropped as the model will see them (``input_crop``) and
+    brought to the working scale; problems are returned, not raised.
 
     ``only`` restricts loading to those ids (so a split's test masks are never even read).
     """
@@ -149,9 +153,10 @@ def load_pairs(images: str | Path | list, masks: str | Path, work_size_px: int, 
         if not mask.any():
             problems[stem] = f"mask {mask_files[stem]} is empty (no hand); fix it or remove it"
             continue
-        pairs.append(Pair(stem, str(files[stem]), str(mask_files[stem]), to_work_image(image, work_size_px),
-                          to_work_mask(mask, work_size_px), content_hash(mask_bytes),
-                          mask if keep_full is None or stem in keep_full else None))
+        box = input_box(image, input_crop)
+        pairs.append(Pair(stem, str(files[stem]), str(mask_files[stem]), to_work_image(crop(image, box), work_size_px),
+                          to_work_mask(crop(mask, box), work_size_px), content_hash(mask_bytes),
+                          mask if keep_full is None or stem in keep_full else None, box))
     return pairs, problems
 
 
@@ -233,14 +238,13 @@ def _validate(model, pairs, hard, config, device, loss) -> dict:
 
 
 def full_resolution_metrics(model: nn.Module, pairs: list[Pair], config: TrainConfig, device) -> list[dict]:
-    """Per validation image: Dice, IoU, HD95 at the original size, after fill + largest region."""
+    """Per validation image: Dice, IoU, HD95 at the original size, post-processed as the model file will say."""
     predict = _predict_fn(model, device)
     rows = []
     for pair in pairs:
         prob = sliding_window(pair.work_image, predict, config.tile_px, infer_stride(config), 32)
-        h, w = pair.full_mask.shape
-        full = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
-        pred = fill_contours(largest_component(np.where(full > config.threshold, 255, 0).astype(np.uint8)))
+        full = to_full_size(prob, pair.full_mask.shape, pair.box)
+        pred = postprocess(binarise(full, config.threshold), config.postprocess)
         rows.append({"id": pair.id, **compare(pred, pair.full_mask)})
     return rows
 
@@ -297,6 +301,9 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> TrainResult:
         raise ValueError(f"architecture {config.architecture!r} is unknown; valid: {', '.join(ARCHITECTURES)}")
     if config.loss not in ("bce", "bce+dice"):
         raise ValueError("loss must be 'bce' or 'bce+dice'")
+    if config.input_crop not in INPUT_CROPS or config.postprocess not in POSTPROCESSING:
+        raise ValueError(f"input_crop must be one of {', '.join(INPUT_CROPS)} and postprocess one of "
+                         f"{', '.join(POSTPROCESSING)}")
     check_stride(config.tile_px, config.stride_px)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -305,7 +312,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> TrainResult:
 
     train_ids, val_ids, split_info = _choose_split(config)
     pairs, skipped = load_pairs(config.images, config.masks, config.work_size_px, keep_full=set(val_ids),
-                                progress=progress, only=set(train_ids) | set(val_ids))
+                                progress=progress, only=set(train_ids) | set(val_ids), input_crop=config.input_crop)
     by_id = {p.id: p for p in pairs}
     train_pairs = [by_id[i] for i in train_ids if i in by_id]
     val_pairs = [by_id[i] for i in val_ids if i in by_id]
@@ -348,6 +355,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> TrainResult:
         "decoder_channels": list(decoder), "encoder_weights": config.encoder_weights or "none",
         "tile_px": config.tile_px, "train_stride_px": config.stride_px, "infer_stride_px": infer_stride(config),
         "work_size_px": config.work_size_px, "normalisation": NORMALISATION, "threshold": config.threshold,
+        "input_crop": config.input_crop, "postprocess": config.postprocess,
         "loss": config.loss, "seed": config.seed, "augment": config.augment,
         "train_ids": [p.id for p in train_pairs], "val_ids": [p.id for p in val_pairs], **split_info,
         "init_model": config.init_model or "none",

@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from handprep.segment.infer import Segmenter
+from handprep.segment.film import film_box
+from handprep.segment.files import model_settings
+from handprep.segment.infer import Segmenter, postprocess, to_full_size
 from handprep.segment.model import ModelFileError, load_model, save_model
 from handprep.segment.tiling import sliding_window, sliding_window_many, tile_starts
 from handprep.synth import phantom
@@ -31,7 +33,8 @@ def segmenter(phantom_model):
 
 def test_settings_come_from_the_model_file(phantom_model, segmenter, tmp_path, monkeypatch):
     assert segmenter.settings == {"tile_px": 64, "work_size_px": 128, "stride_px": 48, "threshold": 0.5,
-                                  "normalisation": segmenter.meta["normalisation"]}
+                                  "normalisation": segmenter.meta["normalisation"], "input_crop": "film_box",
+                                  "postprocess": "largest_region"}
     net, meta = load_model(phantom_model.model_path)
     save_model(tmp_path / "m.pt", net, {**meta, "infer_stride_px": 20, "work_size_px": 96, "threshold": 0.7})
     other = Segmenter(tmp_path / "m.pt", device="cpu")
@@ -81,3 +84,51 @@ def test_training_patches_are_float32_even_from_float64_images():
     for augment in (True, False):
         patches, targets = _epoch_patches([pair], TrainConfig(**{**config.__dict__, "augment": augment}), epoch=0)
         assert patches.dtype == np.float32 and targets.dtype == np.float32
+
+
+def test_a_film_on_black_padding_is_cropped_before_scaling_and_mapped_back(phantom_model, segmenter, monkeypatch):
+    film = phantom(seed=5, height=240, width=180).image
+    canvas = np.zeros((600, 500), film.dtype)
+    canvas[200:440, 250:430] = np.maximum(film, 20)  # an exposed film (never black) on a black canvas
+    x0, y0, x1, y1 = box = film_box(canvas, margin_px=8)
+    # the film plus its 8 px margin, and at most the 2 px blur's reach (4 px) more
+    assert 238 <= x0 <= 242 and 188 <= y0 <= 192 and 438 <= x1 <= 442 and 448 <= y1 <= 452
+    seen = {}
+
+    def spy(images, predict, tile, stride, batch_size, window):
+        seen["shape"] = images[0].shape
+        return [np.ones(i.shape, np.float32) for i in images]
+
+    monkeypatch.setattr("handprep.segment.infer.sliding_window_many", spy)
+    prob = segmenter.probability(canvas)
+    assert seen["shape"] == (128, round(128 * (x1 - x0) / (y1 - y0)))  # the film box at 128 px, not the canvas
+    assert prob.shape == canvas.shape
+    assert prob[y0:y1, x0:x1].min() == 1 and prob.sum() == (x1 - x0) * (y1 - y0)  # 0 outside the box
+    assert box != (0, 0, 500, 600)
+
+
+def test_without_padding_the_whole_image_is_seen():
+    image = np.full((50, 80), 90, np.uint8)
+    assert film_box(image) == (0, 0, 80, 50)
+    assert np.array_equal(to_full_size(np.ones((5, 8), np.float32), (50, 80), (0, 0, 80, 50)), np.ones((50, 80)))
+
+
+def test_post_processing_named_by_the_model_file():
+    mask = np.zeros((100, 100), np.uint8)
+    mask[20:90, 30:70] = 255  # the hand, with a hole
+    mask[50:55, 45:50] = 0
+    mask[0:100, 0:6] = 255  # a frame strip along the left edge: 600 px, 21 % of the hand
+    largest = postprocess(mask, "largest_region")
+    assert largest[:, :6].max() == 0 and largest[50:55, 45:50].min() == 255
+    kept = postprocess(mask, "fill_5pct")
+    assert kept[:, :6].min() == 255 and kept[50:55, 45:50].min() == 255
+
+
+def test_files_without_crop_or_post_processing_keep_their_old_behaviour_and_unknown_ones_are_refused():
+    meta = {"tile_px": 128, "work_size_px": 384}
+    settings = model_settings(meta)
+    assert (settings["input_crop"], settings["postprocess"]) == ("none", "fill_5pct")
+    with pytest.raises(ModelFileError, match="input crop 'hand_box'"):
+        model_settings({**meta, "input_crop": "hand_box"})
+    with pytest.raises(ModelFileError, match="post-processing 'convex_hull'"):
+        model_settings({**meta, "postprocess": "convex_hull"})
