@@ -169,12 +169,16 @@ def segment_eval(
         else:
             typer.echo(f"{row['id']:>8s} {row['dice']:7.4f} {row['hd95_px']:8.1f} {'yes' if row['gross'] else '':>5s} "
                        f"{row['baseline_dice']:9.4f}  {row['flags']}")
-    for name, summary, gross in (("model", report.model, report.gross), ("baseline", report.baseline,
-                                                                          report.baseline_gross)):
-        if summary["images"]:
-            typer.echo(f"{subset} {name:>8s}: Dice mean {summary['dice']['mean']:.4f} worst {summary['dice']['worst']:.4f}"
-                       f", HD95 mean {summary['hd95_px']['mean']:.1f} px worst {summary['hd95_px']['worst']:.1f} px, "
-                       f"gross failures {len(gross)}/{summary['images']}")
+    groups = [(subset, {"model": report.model, "baseline": report.baseline, "gross_failures": report.gross,
+                        "baseline_gross_failures": report.baseline_gross})]
+    groups += [(f"{subset} from {source}", block) for source, block in report.by_source.items()]
+    for label, block in groups:
+        for name in ("model", "baseline"):
+            summary, gross = block[name], block["gross_failures" if name == "model" else "baseline_gross_failures"]
+            if summary["images"]:
+                typer.echo(f"{label} {name:>8s}: Dice mean {summary['dice']['mean']:.4f} worst "
+                           f"{summary['dice']['worst']:.4f}, HD95 mean {summary['hd95_px']['mean']:.1f} px worst "
+                           f"{summary['hd95_px']['worst']:.1f} px, gross failures {len(gross)}/{summary['images']}")
     problems = sum(1 for r in report.rows if r["problem"])
     typer.echo(f"per-image CSV, summary and {len(report.overlays)} worst overlays → {out}"
                f"{f' ({problems} problems)' if problems else ''}")

@@ -25,7 +25,7 @@ from handprep.segment.train import image_files, read_split
 from handprep.stages.mask import threshold_mask
 
 GROSS_FRACTION = 0.05
-COLUMNS = ("id", "dice", "iou", "hd95_px", "hd95_diag", "outside", "missing", "gross", "flags",
+COLUMNS = ("id", "source", "dice", "iou", "hd95_px", "hd95_diag", "outside", "missing", "gross", "flags",
            "baseline_dice", "baseline_hd95_px", "baseline_gross", "problem")
 
 
@@ -37,6 +37,21 @@ class EvalReport:
     gross: list[str] = field(default_factory=list)
     baseline_gross: list[str] = field(default_factory=list)
     overlays: list[Path] = field(default_factory=list)
+    by_source: dict[str, dict] = field(default_factory=dict)  # per --images folder, when several
+
+
+def source_of(path: Path, folders: list[Path]) -> str:
+    """Which of the given image folders a file came from (so rsna60 and raw films are reported apart)."""
+    return next((str(f) for f in folders if Path(path).parent.resolve() == Path(f).resolve()), str(Path(path).parent))
+
+
+def summaries(rows: list[dict]) -> dict:
+    """Model and baseline summaries of scored rows, with their gross failures."""
+    return {"model": summarise(rows),
+            "baseline": summarise([{"id": r["id"], "dice": r["baseline_dice"], "iou": math.nan,
+                                    "hd95_px": r["baseline_hd95_px"], "hd95_diag": math.nan} for r in rows]),
+            "gross_failures": sorted((r["id"] for r in rows if r["gross"]), key=str),
+            "baseline_gross_failures": sorted((r["id"] for r in rows if r["baseline_gross"]), key=str)}
 
 
 def gross_failure(pred: np.ndarray, true: np.ndarray, limit: float = GROSS_FRACTION) -> tuple[float, float, bool]:
@@ -80,6 +95,7 @@ def evaluate_subset(images, masks: str | Path, out: str | Path, split: str | Pat
 
     segmenter = Segmenter(model, device)
     files = image_files(images)
+    folders = [Path(images)] if isinstance(images, (str, Path)) else [Path(f) for f in images]
     mask_dir = Path(masks)
     if split is not None:
         ids = read_split(split).get(subset)
@@ -101,19 +117,19 @@ def evaluate_subset(images, masks: str | Path, out: str | Path, split: str | Pat
                                                    f"{image.shape[1]}×{image.shape[0]} px"})
             continue
         row, preds[case_id] = score_case(case_id, image, truth, segmenter)
-        rows.append(row)
+        rows.append({**row, "source": source_of(files[case_id], folders)})
     scored = [r for r in rows if not r["problem"]]
-    report = EvalReport(rows, summarise(scored),
-                        summarise([{"id": r["id"], "dice": r["baseline_dice"], "iou": math.nan,
-                                    "hd95_px": r["baseline_hd95_px"], "hd95_diag": math.nan} for r in scored]),
-                        sorted(r["id"] for r in scored if r["gross"]),
-                        sorted(r["id"] for r in scored if r["baseline_gross"]))
+    whole = summaries(scored)
+    report = EvalReport(rows, whole["model"], whole["baseline"], whole["gross_failures"],
+                        whole["baseline_gross_failures"])
+    sources = sorted({r["source"] for r in scored})
+    if len(sources) > 1:
+        report.by_source = {s: summaries([r for r in scored if r["source"] == s]) for s in sources}
     out = Path(out)
     write_metrics_csv(out / f"segment_eval_{subset}.csv", rows, COLUMNS)
     atomic_write_text(out / f"segment_eval_{subset}.json", json.dumps(
         {"subset": subset, "split": str(split) if split else None, "model_file": str(segmenter.path),
-         "model": report.model, "baseline": report.baseline, "gross_failures": report.gross,
-         "baseline_gross_failures": report.baseline_gross}, indent=2))
+         **whole, "by_source": report.by_source}, indent=2))
     for rank, row in enumerate(sorted(scored, key=lambda r: r["dice"])[:worst], start=1):
         path = out / f"worst_{subset}" / f"{rank:02d}_{row['id']}.png"
         write_png(path, overlay(read_image(files[row["id"]]), read_mask(mask_dir / f"{row['id']}.png"),

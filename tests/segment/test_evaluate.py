@@ -65,3 +65,23 @@ def test_training_from_a_split_never_reads_test_masks(seg_phantoms, split_file, 
     bad.write_text(json.dumps({"train": ["a"], "validation": ["a"]}))
     with pytest.raises(TrainingDataError, match="id a is in both 'train' and 'validation'"):
         read_split(bad)
+
+
+def test_several_image_folders_are_also_reported_apart(phantom_model, seg_phantoms, split_file, tmp_path):
+    first, second = tmp_path / "rsna60", tmp_path / "raw"
+    shutil.copytree(seg_phantoms["images"], first)
+    second.mkdir()
+    moved = seg_phantoms["ids"][9]
+    shutil.move(next(first.glob(f"{moved}.*")), second)
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(app, ["segment-eval", "--images", str(first), "--images", str(second), "--masks",
+                                      str(seg_phantoms["masks"]), "--split", str(split_file), "--model",
+                                      str(phantom_model.model_path), "--out", str(out), "--worst", "0",
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r["source"] for r in csv.DictReader(open(out / "segment_eval_test.csv"))}
+    assert rows == {seg_phantoms["ids"][8]: str(first), moved: str(second)}
+    summary = json.loads((out / "segment_eval_test.json").read_text())
+    assert summary["model"]["images"] == 2
+    assert {k: v["model"]["images"] for k, v in summary["by_source"].items()} == {str(first): 1, str(second): 1}
+    assert f"test from {second}    model: Dice mean" in result.output
