@@ -3,7 +3,7 @@ radiographs per second on a GPU when one is present.
 
   CPU (always): what ``handprep segment`` does per image at default settings — decode the
   PNG, scale to the model's working size, tiles, predict, back to full size, threshold, quality
-  numbers, fill — on half-native raw RSNA radiographs (rsna-raw), ``torch.set_num_threads(1)``.
+  numbers, the model file's post-processing — on half-native raw RSNA radiographs (rsna-raw), ``torch.set_num_threads(1)``.
   Target: ≤ 0.5 s per radiograph.
 
   GPU (only with CUDA): ``Segmenter.mask`` one image at a time, and ``segment_folder`` (tiles of
@@ -34,7 +34,6 @@ from handprep.io import list_images, read_image  # noqa: E402
 from handprep.segment.batch import segment_folder  # noqa: E402
 from handprep.segment.infer import Segmenter, binarise  # noqa: E402
 from handprep.segment.quality import mask_quality  # noqa: E402
-from handprep.stages.mask import fill_contours  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +51,7 @@ def cpu_seconds(model: str, paths: list[Path]) -> dict:
         prob = segmenter.probability(image)
         mask = binarise(prob, segmenter.threshold())
         mask_quality(mask, prob)
-        fill_contours(mask, min_area_ratio=0.05)
+        segmenter.finish(mask)
         times.append(time.perf_counter() - started)
         cpu.append(time.process_time() - started_cpu)
         sizes.append(image.shape)
