@@ -60,10 +60,17 @@ def test_split_covers_every_mask_exactly_once(split, mask_ids):
     assert set(listed) == mask_ids
 
 
+# Tags no film available for the v2 test carries: rsna-raw's 6 films of >= 216 months were all
+# masked for the v1 split (validation, or train incl. the retired v1 test); films with another
+# person's fingers or a marker over the hand were masked for v1 or drawn into the 40 added to
+# train; the 430 films in no split were searched for these two by eye and hold none.
+ONLY_IN_V1 = {"old", "other_hand", "marker_over_hand"}
+
+
 def test_raw_test_split_is_large_and_holds_every_tag(split, review):
     raw = {k: [i for i in ids if review[i]["source"] == "rsna-raw"] for k, ids in split.items()}
     assert len(raw["test"]) >= 40 and 20 <= len(raw["validation"]) <= 30
-    tags = {t for r in review.values() if r["source"] == "rsna-raw" for t in r["tags"].split()}
+    tags = {t for r in review.values() if r["source"] == "rsna-raw" for t in r["tags"].split()} - ONLY_IN_V1 - {"typical"}
     in_test = {t for i in raw["test"] for t in review[i]["tags"].split()}
     assert tags <= in_test, f"tags missing from the test split: {sorted(tags - in_test)}"
 

@@ -4,8 +4,9 @@
 
 Columns: id, source (rsna60 | rsna-raw), method, corrections, review_note, tags.
 Raw rows: only ids whose mask exists in masks/ (a recipe without a committed mask is work in
-progress). Tags: those recorded before the split (tools/tags_at_split.csv) plus any the
-review added (``tags_add`` in the recipe).
+progress). Tags: those recorded before the split (tools/tags_at_split.csv; for masks added with the v2
+split, the measured tags in tools/tags_v2_measured.csv) plus any the review added (``tags_add``
+in the recipe).
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ TOOLS = Path(__file__).parent
 MASKS = TOOLS.parent
 FIELDS = ["id", "source", "method", "corrections", "review_note", "tags"]
 METHODS = {
-    "near_model": "film threshold within 20 px of the shipped model's draft (build.py near_model)",
-    "model": "shipped default model draft, largest region, filled, smoothed (build.py model)",
+    "near_model": "film threshold within 20 px of the draft model's (commit a4b3061) draft (build.py near_model)",
+    "model": "draft model (the segmenter shipped at commit a4b3061) draft, largest region, filled, smoothed (build.py model)",
     "film": "film threshold above a fitted background (drafts.film_threshold_mask)",
 }
 RSNA60_NOTES = {
@@ -47,7 +48,8 @@ def describe(edits: list[dict], recipe: dict) -> str:
 
 def rows() -> list[dict]:
     recipes = yaml.safe_load((TOOLS / "recipes.yaml").read_text()) or {}
-    tags = {r["id"]: r["tags"].split() for r in csv.DictReader(open(TOOLS / "tags_at_split.csv"))}
+    tags = {r["id"]: r["tags"].split() for name in ("tags_at_split.csv", "tags_v2_measured.csv")
+            for r in csv.DictReader(open(TOOLS / name))}
     out = []
     for path in sorted(MASKS.glob("*.png"), key=lambda p: int(p.stem)):
         case_id = path.stem
@@ -61,7 +63,7 @@ def rows() -> list[dict]:
                 method += "; feet along edge strips trimmed (trim_border_feet)"
             out.append({"id": case_id, "source": "rsna-raw", "method": method,
                         "corrections": describe(recipe.get("edits") or [], recipe), "review_note": recipe["note"],
-                        "tags": " ".join(all_tags)})
+                        "tags": " ".join(all_tags) or "typical"})
         else:
             out.append({"id": case_id, "source": "rsna60",
                         "method": "threshold drafter on the pre-cleaned image (handprep masks propose, classical)",

@@ -1,6 +1,7 @@
 """Merge measured reasons (selection.csv, measure.csv) and eye notes into one tag list per raw image.
 
     PYTHONPATH=$PWD python masks/tools/tags.py MEASURE_DIR NOTES.txt OUT.csv
+    PYTHONPATH=$PWD python masks/tools/tags.py measured MEASURE_DIR IDS.csv OUT.csv   # measured tags only
 
 Notes lines: ``<id> <what the draft looked like> | <tags seen by eye>``. Measured tags:
 landscape (width > height), young (bone age ≤ 30 months), old (≥ 216), faint (p99 − p1 < 60),
@@ -30,6 +31,17 @@ def measured(row: dict) -> set[str]:
     return {name for name, hit in rules.items() if hit} | tags
 
 
+def measured_only(measure_dir: str, ids_file: str, out: str) -> None:
+    """Measured tags alone for the ids in ``ids_file`` (first CSV column), for masks added after the v1 split."""
+    rows = {r["id"]: r for r in load(Path(measure_dir))}
+    ids = [line.split(",")[0].strip() for line in open(ids_file) if line.split(",")[0].strip().isdigit()]
+    with open(out, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "tags"])
+        for case_id in sorted(ids, key=int):
+            writer.writerow([case_id, " ".join(t for t in ORDER if t in measured(rows[case_id]))])
+
+
 def main(measure_dir: str, notes: str, out: str) -> None:
     rows = {r["id"]: r for r in load(Path(measure_dir))}
     with open(out, "w", newline="") as handle:
@@ -47,4 +59,7 @@ def main(measure_dir: str, notes: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1] == "measured":
+        measured_only(*sys.argv[2:])
+    else:
+        main(*sys.argv[1:])
