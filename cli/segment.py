@@ -40,6 +40,8 @@ def segment_train(
     init_model: Optional[str] = typer.Option(None, help="Start from this model file's weights (fine-tune; same architecture)."),
     input_crop: str = typer.Option("film_box", help="film_box: show the model only the film inside black scanner "
                                    "padding; none: the whole image."),
+    normalisation: str = typer.Option("percentile", help="percentile (0.5-99.5 stretch) or percentile+clahe "
+                                      "(then CLAHE, for faint films); recorded in the model file."),
     postprocess: str = typer.Option("largest_region", help="Recorded in the model file for inference: "
                                     "largest_region (keep the largest region, holes filled) or fill_5pct (drop "
                                     "regions under 5 % of the largest)."),
@@ -55,7 +57,8 @@ def segment_train(
                          stride_px=stride_px, batch_size=batch_size, epochs=epochs, lr=lr, patience=patience,
                          val_fraction=val_fraction, seed=seed, loss=loss, augment=augment, device=device,
                          max_minutes=max_minutes, resume=resume, split=str(split) if split else None,
-                         init_model=init_model, input_crop=input_crop, postprocess=postprocess)
+                         init_model=init_model, input_crop=input_crop, postprocess=postprocess,
+                         normalisation=normalisation)
     try:
         result = train(config, log=typer.echo)
     except (TrainingDataError, ValueError) as exc:

@@ -18,6 +18,8 @@ FORMAT = "handprep-segmenter"
 FORMAT_VERSION = 1
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "segmenter_default.pt"
 NORMALISATION = "percentile 0.5-99.5 per image, clipped to [0, 1]"
+NORMALISATION_CLAHE = NORMALISATION + ", then CLAHE (clip limit 2, 8x8 tiles)"
+NORMALISATIONS = {"percentile": NORMALISATION, "percentile+clahe": NORMALISATION_CLAHE}  # CLI name → file text
 # what a model file may name, and what files written before these settings existed mean
 INPUT_CROPS = ("none", "film_box")
 POSTPROCESSING = ("fill_5pct", "largest_region")
@@ -98,9 +100,10 @@ def model_settings(meta: dict, path: str | os.PathLike = "model") -> dict:
         raise ModelFileError(f"{path}: the model file does not record {', '.join(missing)}; retrain it with "
                              "'handprep segment-train'")
     norm = meta.get("normalisation", NORMALISATION)
-    if norm != NORMALISATION:
+    if norm not in NORMALISATIONS.values():
         raise ModelFileError(f"{path}: the model expects images normalised as {norm!r}, which this handprep does "
-                             f"not implement (it knows {NORMALISATION!r}); upgrade handprep or retrain the model")
+                             f"not implement (it knows {' and '.join(map(repr, NORMALISATIONS.values()))}); "
+                             "upgrade handprep or retrain the model")
     crop = meta.get("input_crop", LEGACY_SETTINGS["input_crop"])
     post = meta.get("postprocess", LEGACY_SETTINGS["postprocess"])
     for name, value, known in (("input crop", crop, INPUT_CROPS), ("post-processing", post, POSTPROCESSING)):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from handprep.segment.film import film_box
-from handprep.segment.files import model_settings
+from handprep.segment.files import NORMALISATION, NORMALISATION_CLAHE, model_settings
 from handprep.segment.model import load_model, pick_device, resolve_model_path
 from handprep.segment.tiling import check_stride, sliding_window_many
 from handprep.stages.contrast import percentiles
@@ -27,11 +27,20 @@ def work_scale(shape: tuple[int, int], work_size_px: int) -> tuple[float, tuple[
     return scale, (max(1, round(w * scale)), max(1, round(h * scale)))
 
 
-def to_work_image(image: np.ndarray, work_size_px: int) -> np.ndarray:
-    """Resize a uint8/uint16 image to the working scale and normalise it to float32 [0, 1]."""
+def to_work_image(image: np.ndarray, work_size_px: int, normalisation: str = NORMALISATION) -> np.ndarray:
+    """Resize a uint8/uint16 image to the working scale and normalise it to float32 [0, 1] as the model file says."""
     scale, size = work_scale(image.shape, work_size_px)
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    return normalise(small)
+    return local_contrast(normalise(small), normalisation)
+
+
+def local_contrast(image: np.ndarray, normalisation: str) -> np.ndarray:
+    """The step after the percentile stretch: CLAHE for models trained with it (a faint hand on a
+    grey film gets the contrast of a well-exposed one), nothing otherwise."""
+    if normalisation != NORMALISATION_CLAHE:
+        return image
+    clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
+    return clahe.apply(np.round(image * 255).astype(np.uint8)).astype(np.float32) / np.float32(255)
 
 
 def normalise(image: np.ndarray) -> np.ndarray:
@@ -107,7 +116,8 @@ class Segmenter:
         """What the model sees: the (cropped) image at its working scale, normalised as in training
         (float32), and where that crop lies in the radiograph."""
         box = input_box(image, self.settings["input_crop"])
-        return to_work_image(crop(image, box), self.settings["work_size_px"]), box
+        work = to_work_image(crop(image, box), self.settings["work_size_px"], self.settings["normalisation"])
+        return work, box
 
     def work_image(self, image: np.ndarray) -> np.ndarray:
         return self.work_input(image)[0]

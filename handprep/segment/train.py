@@ -29,8 +29,9 @@ import handprep
 from handprep.io import ImageReadError, atomic_write_bytes, atomic_write_text, content_hash, list_images, \
     read_file_bytes, decode_image, decode_mask
 from handprep.segment.augment import AugmentConfig, augment
-from handprep.segment.files import INPUT_CROPS, NORMALISATION, POSTPROCESSING
-from handprep.segment.infer import binarise, crop, input_box, postprocess, to_full_size, to_work_image, to_work_mask
+from handprep.segment.files import INPUT_CROPS, NORMALISATIONS, POSTPROCESSING
+from handprep.segment.infer import (binarise, crop, input_box, local_contrast, postprocess, to_full_size, to_work_image,
+                                    to_work_mask)
 from handprep.segment.metrics import compare, summarise, write_metrics_csv
 from handprep.segment.model import ARCHITECTURES, build_unet, load_model, pick_device, save_model
 from handprep.segment.tiling import check_stride, extract_patches, sliding_window
@@ -67,6 +68,7 @@ class TrainConfig:
     init_model: str | None = None  # start from this model file's weights (same architecture)
     input_crop: str = "film_box"  # "film_box": show the model the film inside black padding; "none"
     postprocess: str = "largest_region"  # or "fill_5pct"; recorded in the model file for inference
+    normalisation: str = "percentile"  # or "percentile+clahe" (files.NORMALISATIONS)
 
 
 @dataclass
@@ -183,6 +185,7 @@ def _epoch_patches(pairs: list[Pair], config: TrainConfig, epoch: int) -> tuple[
         rng = np.random.default_rng([config.seed, epoch, i])
         image, mask = (augment(pair.work_image, pair.work_mask, rng) if config.augment
                        else (pair.work_image, pair.work_mask))
+        image = local_contrast(image, NORMALISATIONS[config.normalisation])
         images.append(extract_patches(image, config.tile_px, config.stride_px))
         masks.append(extract_patches(mask, config.tile_px, config.stride_px))
     # explicit float32: under numpy 2 a float64 scalar would promote patches to float64
@@ -220,9 +223,10 @@ def _validate(model, pairs, hard, config, device, loss) -> dict:
     model.eval()
     predict = _predict_fn(model, device)
     losses, dice_clean, iou_clean, dice_hard = [], [], [], []
+    method = NORMALISATIONS[config.normalisation]
     for pair, (hard_image, hard_mask) in zip(pairs, hard):
-        for image, mask, dices, ious in ((pair.work_image, pair.work_mask, dice_clean, iou_clean),
-                                          (hard_image, hard_mask, dice_hard, None)):
+        for image, mask, dices, ious in ((local_contrast(pair.work_image, method), pair.work_mask, dice_clean, iou_clean),
+                                          (local_contrast(hard_image, method), hard_mask, dice_hard, None)):
             prob = sliding_window(image, predict, config.tile_px, infer_stride(config), 32)
             truth = mask > 0.5
             pred = fill_contours(largest_component(np.where(prob > config.threshold, 255, 0).astype(np.uint8)))
@@ -242,7 +246,8 @@ def full_resolution_metrics(model: nn.Module, pairs: list[Pair], config: TrainCo
     predict = _predict_fn(model, device)
     rows = []
     for pair in pairs:
-        prob = sliding_window(pair.work_image, predict, config.tile_px, infer_stride(config), 32)
+        work = local_contrast(pair.work_image, NORMALISATIONS[config.normalisation])
+        prob = sliding_window(work, predict, config.tile_px, infer_stride(config), 32)
         full = to_full_size(prob, pair.full_mask.shape, pair.box)
         pred = postprocess(binarise(full, config.threshold), config.postprocess)
         rows.append({"id": pair.id, **compare(pred, pair.full_mask)})
@@ -301,9 +306,10 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> TrainResult:
         raise ValueError(f"architecture {config.architecture!r} is unknown; valid: {', '.join(ARCHITECTURES)}")
     if config.loss not in ("bce", "bce+dice"):
         raise ValueError("loss must be 'bce' or 'bce+dice'")
-    if config.input_crop not in INPUT_CROPS or config.postprocess not in POSTPROCESSING:
-        raise ValueError(f"input_crop must be one of {', '.join(INPUT_CROPS)} and postprocess one of "
-                         f"{', '.join(POSTPROCESSING)}")
+    if config.input_crop not in INPUT_CROPS or config.postprocess not in POSTPROCESSING \
+            or config.normalisation not in NORMALISATIONS:
+        raise ValueError(f"input_crop must be one of {', '.join(INPUT_CROPS)}, postprocess one of "
+                         f"{', '.join(POSTPROCESSING)} and normalisation one of {', '.join(NORMALISATIONS)}")
     check_stride(config.tile_px, config.stride_px)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -354,7 +360,8 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> TrainResult:
         "architecture": config.architecture, "encoder": encoder, "encoder_depth": depth,
         "decoder_channels": list(decoder), "encoder_weights": config.encoder_weights or "none",
         "tile_px": config.tile_px, "train_stride_px": config.stride_px, "infer_stride_px": infer_stride(config),
-        "work_size_px": config.work_size_px, "normalisation": NORMALISATION, "threshold": config.threshold,
+        "work_size_px": config.work_size_px, "normalisation": NORMALISATIONS[config.normalisation],
+        "threshold": config.threshold,
         "input_crop": config.input_crop, "postprocess": config.postprocess,
         "loss": config.loss, "seed": config.seed, "augment": config.augment,
         "train_ids": [p.id for p in train_pairs], "val_ids": [p.id for p in val_pairs], **split_info,

@@ -132,3 +132,23 @@ def test_files_without_crop_or_post_processing_keep_their_old_behaviour_and_unkn
         model_settings({**meta, "input_crop": "hand_box"})
     with pytest.raises(ModelFileError, match="post-processing 'convex_hull'"):
         model_settings({**meta, "postprocess": "convex_hull"})
+
+
+def test_clahe_normalisation_is_applied_only_for_models_trained_with_it(phantom_model, monkeypatch, tmp_path):
+    from handprep.segment.files import NORMALISATIONS
+    from handprep.segment.infer import local_contrast
+
+    rng = np.random.default_rng(0)
+    flat = np.full((384, 384), 0.45, np.float32)
+    flat[96:288, 96:288] = 0.5  # a faint square on a grey film, with film grain
+    flat = np.clip(flat + rng.normal(0, 0.01, flat.shape).astype(np.float32), 0, 1)
+    assert local_contrast(flat, NORMALISATIONS["percentile"]) is flat
+    boosted = local_contrast(flat, NORMALISATIONS["percentile+clahe"])
+    assert boosted.dtype == np.float32 and 0 <= boosted.min() and boosted.max() <= 1
+    edge = lambda im: im[100:108, 116:268].mean() - im[84:92, 116:268].mean()  # noqa: E731  inside − outside
+    assert edge(boosted) > 1.4 * edge(flat)  # measured 1.64: the faint edge is steeper
+    net, meta = load_model(phantom_model.model_path)
+    save_model(tmp_path / "c.pt", net, {**meta, "normalisation": NORMALISATIONS["percentile+clahe"]})
+    plain, clahe = Segmenter(phantom_model.model_path, device="cpu"), Segmenter(tmp_path / "c.pt", device="cpu")
+    image = phantom(seed=4, height=200, width=160).image
+    assert np.array_equal(clahe.work_image(image), local_contrast(plain.work_image(image), clahe.settings["normalisation"]))
