@@ -117,7 +117,7 @@ def model_info(model: str = typer.Argument("default", help="default (shipped) or
     typer.echo(f"{path}")
     for key in ("architecture", "encoder", "encoder_weights", "init_model", "work_size_px", "tile_px",
                 "train_stride_px", "infer_stride_px", "normalisation", "input_crop", "postprocess", "threshold", "loss", "seed", "epoch",
-                "split", "split_sha256", "handprep", "torch"):
+                "split", "split_sha256", "split_note", "handprep", "torch"):
         if key in meta:
             typer.echo(f"  {key}: {meta[key]}")
     typer.echo(f"  trained on {len(meta.get('train_ids', []))} images, validated on {len(meta.get('val_ids', []))}"
