@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from handprep.boneage import data as bdata  # noqa: E402
 from handprep.boneage.infer import predict_months  # noqa: E402
 from handprep.boneage.model import build_model, load_model_file, save_model_file  # noqa: E402
-from handprep.boneage.train import EMA, TrainConfig, _Rows, _run_epoch, model_arch, pick_device, prepare  # noqa: E402
+from handprep.boneage.train import EMA, TrainConfig, _Rows, _run_epoch, model_arch, prepare  # noqa: E402
+from handprep.modelfile import pick_device  # noqa: E402
 
 RSNA_TRAIN_IMAGES = 12_611
 

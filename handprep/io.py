@@ -10,6 +10,7 @@ wrong with it and what to do.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import io as _io
 import os
@@ -348,6 +349,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_rows_csv(path: str | os.PathLike, rows: list[dict]) -> None:
+    """Dict rows as CSV (columns from the first row), written atomically; nothing for no rows."""
+    if not rows:
+        return
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray, compression: int = 1) -> bytes:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from handprep.io import atomic_write_bytes
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
 META_ENTRY = "handprep-meta.json"  # torch is imported in the functions: this name is read without it
@@ -61,3 +62,23 @@ def restore_weights(model: "nn.Module", data: dict, path: Path, error: type[Exce
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise error(f"{path}: weights do not fit the {what} it names ({exc})") from exc
+
+
+def pick_device(device: str = "auto") -> "torch.device":
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error saying what to use."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use device auto or cpu")
+    return torch.device(device)
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """A training checkpoint (``last.pt``: weights, optimiser, history) written atomically."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())

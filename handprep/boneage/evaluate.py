@@ -124,7 +124,7 @@ def evaluate(model_path: str | Path, dataset: str | Path, labels: str | Path, ou
              drop_unlabelled: bool = False, batch_size: int = 32, progress: bool = True, log=print) -> dict:
     """Score a model file on a labelled packed dataset (optionally one split of it)."""
     from handprep.boneage import plots
-    from handprep.boneage.train import pick_device
+    from handprep.modelfile import pick_device
 
     device = pick_device(device)
     model, meta = load_model_file(model_path, device)

@@ -125,7 +125,7 @@ def predict_images(model_path: str | Path, images: str | Path, out: str | Path, 
     """
     from tqdm.auto import tqdm
 
-    from handprep.boneage.train import pick_device
+    from handprep.modelfile import pick_device
 
     if (sex_table is None) == (sex is None):
         raise ValueError("give the sex of the children: --sex-from CSV or --sex M|F (exactly one)")

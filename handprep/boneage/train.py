@@ -10,9 +10,7 @@ by (seed, epoch), so ``--resume`` from a checkpoint reproduces an uninterrupted 
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
-import io as _io
 import json
 import math
 import platform
@@ -31,7 +29,8 @@ from handprep.boneage.augment import AugmentConfig, augment_batch
 from handprep.boneage.infer import RowView, normalise, predict_months, to_unit
 from handprep.boneage.model import BACKBONES, SEX_MODES, BoneAgeNet, ModelFileError, build_model, \
     load_imagenet_backbone, read_model_file, save_model_file
-from handprep.io import atomic_write_bytes, atomic_write_text
+from handprep.io import atomic_write_text, write_rows_csv
+from handprep.modelfile import pick_device, save_checkpoint
 
 LOSSES = ("mae", "mse", "huber")
 SCHEDULERS = ("plateau", "cosine")
@@ -165,14 +164,6 @@ class _Rows(torch.utils.data.Dataset):
         return torch.from_numpy(np.array(self.images[r])), self.male[k], self.target[k]
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use --device auto or cpu")
-    return torch.device(device)
-
-
 def _loss_fn(config: TrainConfig):
     if config.loss == "mae":
         return nn.L1Loss()
@@ -185,22 +176,6 @@ def _pixel_stats(images: np.ndarray, rows: np.ndarray, seed: int) -> tuple[float
     pick = np.sort(np.random.default_rng(seed).permutation(rows)[:256])
     sample = np.asarray(images[pick], dtype=np.float32) / 255
     return float(sample.mean()), float(max(sample.std(), 1e-3))
-
-
-def _save(path: Path, state: dict) -> None:
-    buffer = _io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    if not rows:
-        return
-    buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
 
 
 def prepare(config: TrainConfig, log=print) -> dict:
@@ -453,11 +428,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
             if best_state is not None:  # the best since the last checkpoint
                 _save_best(model_path, best_state, {**meta, "epoch": p["best_epoch"], "val_mae_single_view": p["best"]})
                 best_state = None
-            _save(last_path, {"meta": meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            save_checkpoint(last_path, {"meta": meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "ema": ema.state_dict() if ema is not None else None, "plateau": plateau.state_dict(),
                               "base_lr": state["base_lr"], "epoch": epoch + 1, "best": p["best"],
                               "best_epoch": p["best_epoch"], "bad": p["bad"], "history": history})
-        _write_csv(out / "history.csv", history)
+        write_rows_csv(out / "history.csv", history)
         if stopped:
             log(stopped)
             break
@@ -495,4 +470,4 @@ def _plot_histogram(out: Path, histogram: dict | None, log) -> None:
     log(f"weighted augmentation: images per age bin {histogram['before']} → with copies {histogram['after']}")
 
 
-__all__ = ["TrainConfig", "TrainResult", "train", "prepare", "read_model_file", "pick_device"]
+__all__ = ["TrainConfig", "TrainResult", "train", "prepare", "read_model_file"]

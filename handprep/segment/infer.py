@@ -11,7 +11,8 @@ import torch
 
 from handprep.segment.film import film_box
 from handprep.segment.files import NORMALISATION, NORMALISATION_CLAHE, model_settings
-from handprep.segment.model import load_model, pick_device, resolve_model_path
+from handprep.modelfile import pick_device
+from handprep.segment.model import load_model, resolve_model_path
 from handprep.segment.tiling import check_stride, sliding_window_many
 from handprep.stages.contrast import percentiles
 from handprep.stages.mask import fill_contours, largest_component

@@ -11,9 +11,7 @@ epochs without improvement.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io as _io
 import json
 import platform
 import time
@@ -26,14 +24,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import handprep
-from handprep.io import ImageReadError, atomic_write_bytes, atomic_write_text, content_hash, list_images, \
+from handprep.io import ImageReadError, atomic_write_text, content_hash, list_images, write_rows_csv, \
     read_file_bytes, decode_image, decode_mask
 from handprep.segment.augment import AugmentConfig, augment
 from handprep.segment.files import INPUT_CROPS, NORMALISATIONS, POSTPROCESSING
 from handprep.segment.infer import (binarise, crop, input_box, local_contrast, postprocess, to_full_size, to_work_image,
                                     to_work_mask)
 from handprep.segment.metrics import compare, summarise, write_metrics_csv
-from handprep.segment.model import ARCHITECTURES, build_unet, load_model, pick_device, save_model
+from handprep.modelfile import pick_device, save_checkpoint
+from handprep.segment.model import ARCHITECTURES, build_unet, load_model, save_model
 from handprep.segment.tiling import check_stride, extract_patches, sliding_window
 from handprep.stages.mask import fill_contours, largest_component
 
@@ -284,22 +283,6 @@ def _init_from(model: nn.Module, path: str, architecture: str) -> None:
     model.load_state_dict(other.state_dict())
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    buffer = _io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _write_history(path: Path, history: list[dict]) -> None:
-    if not history:
-        return
-    buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_text(path, buffer.getvalue())
-
-
 def train(config: TrainConfig, progress: bool = True, log=print) -> TrainResult:
     """Train a segmenter; writes OUT/model.pt (best), OUT/last.pt, OUT/history.csv, OUT/val_metrics.csv."""
     if config.architecture not in ARCHITECTURES:
@@ -407,11 +390,11 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> TrainResult:
         log(f"epoch {epoch + 1:3d}  train {row['train_loss']:.4f}  val {row['val_loss']:.4f}  "
             f"dice {row['val_dice']:.4f}  iou {row['val_iou']:.4f}  hard dice {row['val_dice_hard']:.4f}"
             f"{'  *' if improved else ''}")
-        _save_checkpoint(last_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        save_checkpoint(last_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                      "scheduler": scheduler.state_dict(), "epoch": epoch, "best_score": best_score,
                                      "bad_epochs": bad_epochs, "history": history,
                                      "config": dataclasses.asdict(config)})
-        _write_history(out / "history.csv", history)
+        write_rows_csv(out / "history.csv", history)
         if bad_epochs >= config.patience:
             stopped = f"early stop: no improvement for {config.patience} epochs"
             break
