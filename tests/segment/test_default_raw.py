@@ -16,10 +16,10 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.realdata
 SPLIT = REPO / "masks" / "splits_final.json"
-# Regression guards a little below what the shipped model measured on the raw test split (v2:
-# 103 films in two draws; mean 0.9865, worst 0.8933, 6 gross). Issue 7's targets (mean >= 0.98,
-# worst >= 0.95, no gross failure) are met for the mean only; raise these when a model reaches them.
-MEAN_DICE, WORST_DICE, MAX_GROSS = 0.98, 0.88, 8
+# Regression guards a little below what the shipped model measured on the raw test split (v3:
+# 60 fresh films; mean 0.9907, worst 0.9600, 2 gross). Issue 7's targets (mean >= 0.98,
+# worst >= 0.95, no gross failure) are met but for the gross failures; tighten when a model reaches 0.
+MEAN_DICE, WORST_DICE, MAX_GROSS = 0.985, 0.95, 3
 
 
 def test_default_model_on_the_raw_test_split(raw_data):
@@ -29,7 +29,7 @@ def test_default_model_on_the_raw_test_split(raw_data):
     segmenter = Segmenter("default", device="cpu")
     assert not set(test_ids) & (set(segmenter.meta["train_ids"]) | set(segmenter.meta["val_ids"]))
     raw = [i for i in test_ids if (raw_data / "images" / f"{i}.png").is_file()]
-    assert len(raw) >= 100
+    assert len(raw) >= 50
     scores, gross = [], []
     for case_id in raw:
         truth = read_mask(REPO / "masks" / f"{case_id}.png")

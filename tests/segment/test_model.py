@@ -51,7 +51,7 @@ def test_default_model_is_shipped_small_and_loads():
     assert resolve_model_path("default") == DEFAULT_MODEL
     assert DEFAULT_MODEL.is_file() and DEFAULT_MODEL.stat().st_size < 10_000_000
     _, meta = load_model(DEFAULT_MODEL)
-    assert meta["tile_px"] == 128 and meta["infer_stride_px"] == 96
+    assert meta["tile_px"] == 256 and meta["infer_stride_px"] == 192
     assert meta["metrics"]["val_full_resolution"]["dice"]["mean"] >= 0.98
     assert len(meta["mask_sha256"]) >= 48
 
