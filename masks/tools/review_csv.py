@@ -5,7 +5,7 @@
 Columns: id, source (rsna60 | rsna-raw), method, corrections, review_note, tags.
 Raw rows: only ids whose mask exists in masks/ (a recipe without a committed mask is work in
 progress). Tags: those recorded before the split (tools/tags_at_split.csv; for masks added with the v2
-split, the measured tags in tools/tags_v2_measured.csv and tags_v3_measured.csv) plus any the review added (``tags_add``
+split, the measured tags in tools/tags_v2_measured.csv, tags_v3_measured.csv and tags_v4_measured.csv) plus any the review added (``tags_add``
 in the recipe).
 """
 from __future__ import annotations
@@ -48,7 +48,8 @@ def describe(edits: list[dict], recipe: dict) -> str:
 
 def rows() -> list[dict]:
     recipes = yaml.safe_load((TOOLS / "recipes.yaml").read_text()) or {}
-    tags = {r["id"]: r["tags"].split() for name in ("tags_at_split.csv", "tags_v2_measured.csv", "tags_v3_measured.csv")
+    tags = {r["id"]: r["tags"].split() for name in ("tags_at_split.csv", "tags_v2_measured.csv", "tags_v3_measured.csv",
+                                          "tags_v4_measured.csv")
             for r in csv.DictReader(open(TOOLS / name))}
     out = []
     for path in sorted(MASKS.glob("*.png"), key=lambda p: int(p.stem)):
