@@ -143,11 +143,14 @@ def inspect(
 ) -> None:
     """Write a contact sheet: each image's input and every stage's result side by side."""
     from handprep.inspect import contact_sheet, pick_cases
-    from handprep.io import write_png
+    from handprep.io import OutputOverlapError, refuse_output_overlap, write_png
 
     config = _load(pipeline, images=input, masks=masks)
     try:
+        refuse_output_overlap(out, {"input folder": config.input.images, "mask folder": config.input.masks})
         cases = pick_cases(config, n, ids)
+    except OutputOverlapError as exc:
+        _fail(str(exc))
     except (KeyError, FileNotFoundError) as exc:
         _fail(str(exc.args[0]))
     write_png(out, contact_sheet(config, cases, cell_px))

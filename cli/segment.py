@@ -189,13 +189,16 @@ def segment_eval(
 
 
 def _score_folder(pred: Path, masks: Path, out: Optional[Path]) -> None:
+    from handprep.io import refuse_output_overlap
     from handprep.segment.metrics import evaluate_folders, summarise, write_metrics_csv
 
+    out = out or Path("segment_eval_pred")
     try:
+        refuse_output_overlap(out, {"prediction folder": pred, "mask folder": masks})
         rows = evaluate_folders(pred, masks)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
-    csv_path = (out or pred) / "segment_eval.csv"
+    csv_path = out / "segment_eval.csv"
     write_metrics_csv(csv_path, rows)
     typer.echo(f"{'id':>12s} {'dice':>7s} {'iou':>7s} {'hd95 px':>8s}")
     for row in rows:

@@ -385,6 +385,43 @@ def input_root(images: str | os.PathLike) -> Path:
     return Path(images)
 
 
+class OutputOverlapError(ValueError):
+    """An output that is, contains or lies inside an input: writing there could destroy originals."""
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def output_overlap(output: str | os.PathLike, inputs: dict[str, str | os.PathLike | None],
+                   option: str = "--out") -> str | None:
+    """Why ``output`` may not be used with these inputs (description → file, folder or glob), or None.
+
+    Commands write (and runs also delete) files under their output, so an output that is,
+    contains or lies inside an input could overwrite or delete originals. Paths are compared
+    after resolving symbolic links; a glob counts as the folder it lives in.
+    """
+    out = Path(output).resolve()
+    for what, source in inputs.items():
+        if source is None:
+            continue
+        src = input_root(source).resolve()
+        if _inside(out, src) or _inside(src, out):
+            relation = "is" if out == src else ("lies inside" if _inside(out, src) else "contains")
+            return (f"output {output} {relation} the {what} {src}: handprep writes and deletes files in its "
+                    f"output, so it must be separate from the inputs; choose another {option} (e.g. a sibling "
+                    "folder)")
+    return None
+
+
+def refuse_output_overlap(output: str | os.PathLike, inputs: dict[str, str | os.PathLike | None],
+                          option: str = "--out") -> None:
+    """Raise ``OutputOverlapError`` (naming the input and the fix) if ``output`` overlaps an input."""
+    problem = output_overlap(output, inputs, option)
+    if problem:
+        raise OutputOverlapError(problem)
+
+
 def _scan_paths(source: str | os.PathLike) -> tuple[list[Path], Path]:
     text = str(source)
     if any(ch in text for ch in "*?["):

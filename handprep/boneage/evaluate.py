@@ -20,7 +20,7 @@ from handprep.boneage import data as bdata
 from handprep.boneage.infer import RowView, predict_months
 from handprep.boneage.metrics import conformal_scale, interval_coverage, metric_report, regression_metrics
 from handprep.boneage.model import load_model_file, save_model_file
-from handprep.io import atomic_write_text
+from handprep.io import atomic_write_text, refuse_output_overlap
 
 
 def calibrate_interval(true, mean, std, level: float, views: int) -> dict:
@@ -126,6 +126,9 @@ def evaluate(model_path: str | Path, dataset: str | Path, labels: str | Path, ou
     from handprep.boneage import plots
     from handprep.modelfile import pick_device
 
+    if out is not None:
+        refuse_output_overlap(out, {"model file": model_path, "dataset folder": dataset, "labels file": labels,
+                                    "split file": split_file})
     device = pick_device(device)
     model, meta = load_model_file(model_path, device)
     packed = bdata.open_dataset(dataset)

@@ -15,7 +15,7 @@ from handprep.boneage.data import BoneAgeDataError, _canonical, _listed
 from handprep.boneage.evaluate import interval
 from handprep.boneage.infer import predict_months
 from handprep.boneage.model import ModelFileError, load_model_file
-from handprep.io import ImageReadError, atomic_write_text, list_images, read_file_bytes
+from handprep.io import ImageReadError, atomic_write_text, list_images, read_file_bytes, refuse_output_overlap
 from handprep.pipeline.chain import apply_step
 from handprep.pipeline.config import InputConfig, StageStep
 from handprep.pipeline.labels import parse_male
@@ -129,6 +129,7 @@ def predict_images(model_path: str | Path, images: str | Path, out: str | Path, 
 
     if (sex_table is None) == (sex is None):
         raise ValueError("give the sex of the children: --sex-from CSV or --sex M|F (exactly one)")
+    refuse_output_overlap(out, {"model file": model_path, "radiographs": images})
     dev = pick_device(device)
     model, meta = load_model_file(model_path, dev)
     chain = recorded_chain(meta, model_path)

@@ -29,7 +29,7 @@ from handprep.boneage.augment import AugmentConfig, augment_batch
 from handprep.boneage.infer import RowView, normalise, predict_months, to_unit
 from handprep.boneage.model import BACKBONES, SEX_MODES, BoneAgeNet, ModelFileError, build_model, \
     load_imagenet_backbone, read_model_file, save_model_file
-from handprep.io import atomic_write_text, write_rows_csv
+from handprep.io import atomic_write_text, refuse_output_overlap, write_rows_csv
 from handprep.modelfile import pick_device, save_checkpoint
 
 LOSSES = ("mae", "mse", "huber")
@@ -369,6 +369,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
     """Train; writes OUT/model.pt (best averaged model), last.pt, history.csv, split.csv, then
     evaluates on the validation and test splits (see ``evaluate.evaluate_run``)."""
     config.validate()
+    refuse_output_overlap(config.out, {"dataset folder": config.dataset, "labels file": config.labels})
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     last_path, model_path = out / "last.pt", out / "model.pt"

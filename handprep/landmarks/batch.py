@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from handprep.io import ImageReadError, atomic_write_text, list_images, read_image, read_mask, write_png
+from handprep.io import (ImageReadError, atomic_write_text, list_images, read_image, read_mask, refuse_output_overlap,
+                         write_png)
 from handprep.landmarks.anatomy import qa
 from handprep.landmarks.detect import HandLandmarks, LandmarkDetector
 from handprep.landmarks.masks import detect_with_segmenter
@@ -105,6 +106,7 @@ def landmark_folder(images: str | Path, out: str | Path, masks: str | Path | Non
     (``default`` = the shipped U-Net; None = use the image alone). Rows already in
     ``out/landmarks.csv`` for the same path are kept unless ``overwrite``.
     """
+    refuse_output_overlap(out, {"image folder": images, "mask folder": masks})
     out = Path(out)
     csv_path = out / "landmarks.csv"
     paths = list_images(images)

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from handprep.io import input_root
+from handprep.io import input_root, output_overlap as io_output_overlap
 from handprep.stages.registry import ParamError, get_stage
 
 BACKENDS = ("loky", "threading", "sequential", "dask")
@@ -287,27 +287,7 @@ def _check_paths(config: InputConfig, ctx: _Context) -> None:
         raise ctx.error(("input", "labels"), f"labels file {config.labels} does not exist (set input.labels or pass --labels)")
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def output_overlap(config: InputConfig, output: str | os.PathLike) -> str | None:
-    """Why ``output`` may not be used with these inputs, or None.
-
-    The runner writes and deletes files under the output folder, so an output that equals,
-    contains or lies inside an input or mask folder could overwrite or delete originals.
-    Paths are compared after resolving symbolic links.
-    """
-    out = Path(output).resolve()
-    folders = [("input", input_root(config.images))] + ([("mask", Path(config.masks))] if config.masks else [])
-    for what, folder in folders:
-        folder = folder.resolve()
-        if _inside(out, folder) or _inside(folder, out):
-            relation = "is" if out == folder else ("lies inside" if _inside(out, folder) else "contains")
-            return (f"output folder {output} {relation} the {what} folder {folder}: handprep writes and deletes "
-                    "files in its output folder, so it must be separate from the inputs; choose another "
-                    "--output (e.g. a sibling folder)")
-    if config.labels and _inside(Path(config.labels).resolve(), out):
-        return (f"labels file {config.labels} lies inside the output folder {output}; move it out or choose "
-                "another --output")
-    return None
+    """Why ``output`` may not be used with these inputs (images, masks, labels), or None."""
+    inputs = {"input folder": input_root(config.images), "mask folder": config.masks, "labels file": config.labels}
+    return io_output_overlap(output, inputs, option="--output")

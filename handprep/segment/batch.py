@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from handprep.io import ImageReadError, atomic_write_text, list_images, read_image, write_mask
+from handprep.io import ImageReadError, atomic_write_text, list_images, read_image, refuse_output_overlap, write_mask
 from handprep.segment.infer import Segmenter, binarise, to_full_size
 from handprep.segment.quality import mask_quality
 from handprep.stages.mask import fill_contours
@@ -75,6 +75,7 @@ def segment_folder(images: str | Path, out: str | Path, model: str = "default", 
     ``batch_size`` (tiles per forward pass) default to 1, 0 and 16 on a CPU and to 32, up to
     8 and 512 on CUDA.
     """
+    refuse_output_overlap(out, {"image folder": images})
     segmenter = Segmenter(model, device)
     gpu = segmenter.device.type == "cuda"
     images_per_batch = images_per_batch or (32 if gpu else 1)

@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from handprep.io import (ImageReadError, atomic_write_text, decode_image, list_images, read_file_bytes,
-                         read_image, write_mask, write_png)
+                         read_image, refuse_output_overlap, write_mask, write_png)
 from handprep.segment.film import film_region
 from handprep.stages.mask import fill_contours, largest_component, threshold_mask
 
@@ -57,6 +57,7 @@ def import_painted(exports: str | Path, out: str | Path, colour: str = "red", im
     """
     if colour not in COLOURS:
         raise ValueError(f"colour {colour!r} is unknown; valid: {', '.join(COLOURS)}")
+    refuse_output_overlap(out, {"exports folder": exports, "image folder": images})
     result = ImportResult([], {})
     sizes = {}
     if images is not None:
@@ -169,6 +170,7 @@ def propose(images: str | Path, out: str | Path, method: str = "threshold", mode
     Method ``threshold``: classical (background level + 10 % of the span, largest region,
     holes filled); ``model``: the U-Net (``model`` = default or a path), thresholded and filled.
     """
+    refuse_output_overlap(out, {"image folder": images, "existing masks folder": skip_existing})
     out = Path(out)
     done = {p.stem for p in Path(skip_existing).glob("*.png")} if skip_existing else set()
     segmenter = None

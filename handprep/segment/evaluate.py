@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from handprep.io import ImageReadError, atomic_write_text, read_image, read_mask, write_png
+from handprep.io import ImageReadError, atomic_write_text, read_image, read_mask, refuse_output_overlap, write_png
 from handprep.segment.metrics import compare, summarise, write_metrics_csv
 from handprep.segment.quality import mask_quality
 from handprep.segment.train import image_files, read_split
@@ -93,9 +93,10 @@ def evaluate_subset(images, masks: str | Path, out: str | Path, split: str | Pat
     """
     from handprep.segment.infer import Segmenter
 
+    folders = [Path(images)] if isinstance(images, (str, Path)) else [Path(f) for f in images]
+    refuse_output_overlap(out, {"mask folder": masks, **{f"image folder {i + 1}": f for i, f in enumerate(folders)}})
     segmenter = Segmenter(model, device)
     files = image_files(images)
-    folders = [Path(images)] if isinstance(images, (str, Path)) else [Path(f) for f in images]
     mask_dir = Path(masks)
     if split is not None:
         ids = read_split(split).get(subset)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 import handprep
 from handprep.io import ImageReadError, atomic_write_text, content_hash, list_images, write_rows_csv, \
-    read_file_bytes, decode_image, decode_mask
+    read_file_bytes, decode_image, decode_mask, refuse_output_overlap
 from handprep.segment.augment import AugmentConfig, augment
 from handprep.segment.files import INPUT_CROPS, NORMALISATIONS, POSTPROCESSING
 from handprep.segment.infer import (binarise, crop, input_box, local_contrast, postprocess, to_full_size, to_work_image,
@@ -294,6 +294,9 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> TrainResult:
         raise ValueError(f"input_crop must be one of {', '.join(INPUT_CROPS)}, postprocess one of "
                          f"{', '.join(POSTPROCESSING)} and normalisation one of {', '.join(NORMALISATIONS)}")
     check_stride(config.tile_px, config.stride_px)
+    images = [config.images] if isinstance(config.images, (str, Path)) else list(config.images)
+    refuse_output_overlap(config.out, {"mask folder": config.masks,
+                                       **{f"image folder {i + 1}": f for i, f in enumerate(images)}})
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)

@@ -24,10 +24,10 @@ def test_segment_then_eval(phantom_model, seg_phantoms, tmp_path):
     result = runner.invoke(app, args)  # resume: nothing to redo
     assert "0 masks written, 10 already there" in result.output
     result = runner.invoke(app, ["segment-eval", "--pred", str(out), "--masks", str(seg_phantoms["masks"]), "--out",
-                                 str(tmp_path)])
+                                 str(tmp_path / "eval")])
     assert result.exit_code == 0, result.output
     assert "mean" in result.output and "hd95" in result.output
-    rows = list(csv.DictReader(open(tmp_path / "segment_eval.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "eval" / "segment_eval.csv")))
     assert len(rows) == 10 and sum(float(r["dice"]) for r in rows) / 10 > 0.9
 
 
