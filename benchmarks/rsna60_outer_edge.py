@@ -56,9 +56,9 @@ def main() -> None:
     images = args.data / "images"
     ids = [i for subset in args.subset or ["test", "validation"] for i in split[subset]
            if (images / f"{i}.png").is_file()]
-    committed = [read_mask(REPO / "masks" / f"{i}.png") > 0 for i in ids]
-    drafter = [dice(c, outer_edge_mask(read_image(images / f"{i}.png")) > 0) for i, c in zip(ids, committed)]
-    print(f"{len(ids)} rsna60 films; committed masks vs outer edge: Dice mean {np.mean(drafter):.4f}")
+    committed_vs_outer = [dice(read_mask(REPO / "masks" / f"{i}.png") > 0,
+                               outer_edge_mask(read_image(images / f"{i}.png")) > 0) for i in ids]
+    print(f"{len(ids)} rsna60 films; committed masks vs outer edge: Dice mean {np.mean(committed_vs_outer):.4f}")
     for model in args.model or ["default"]:
         scores = score(model, ids, images)
         print(model, "  ".join(f"vs {k}: mean {np.mean(v):.4f} worst {np.min(v):.4f}" for k, v in scores.items()))

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from handprep.io import input_root, output_overlap as io_output_overlap
+from handprep.io import output_overlap as io_output_overlap
 from handprep.stages.registry import ParamError, get_stage
 
 BACKENDS = ("loky", "threading", "sequential", "dask")
@@ -289,5 +289,5 @@ def _check_paths(config: InputConfig, ctx: _Context) -> None:
 
 def output_overlap(config: InputConfig, output: str | os.PathLike) -> str | None:
     """Why ``output`` may not be used with these inputs (images, masks, labels), or None."""
-    inputs = {"input folder": input_root(config.images), "mask folder": config.masks, "labels file": config.labels}
+    inputs = {"input folder": config.images, "mask folder": config.masks, "labels file": config.labels}
     return io_output_overlap(output, inputs, option="--output")

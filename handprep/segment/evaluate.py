@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from handprep.io import ImageReadError, atomic_write_text, read_image, read_mask, refuse_output_overlap, write_png
 from handprep.segment.metrics import compare, summarise, write_metrics_csv
 from handprep.segment.quality import mask_quality
-from handprep.segment.train import image_files, read_split
+from handprep.segment.train import image_files, image_folders, input_folders, read_split
 from handprep.stages.mask import threshold_mask
 
 GROSS_FRACTION = 0.05
@@ -93,8 +93,8 @@ def evaluate_subset(images, masks: str | Path, out: str | Path, split: str | Pat
     """
     from handprep.segment.infer import Segmenter
 
-    folders = [Path(images)] if isinstance(images, (str, Path)) else [Path(f) for f in images]
-    refuse_output_overlap(out, {"mask folder": masks, **{f"image folder {i + 1}": f for i, f in enumerate(folders)}})
+    refuse_output_overlap(out, input_folders(images, masks))
+    folders = image_folders(images)
     segmenter = Segmenter(model, device)
     files = image_files(images)
     mask_dir = Path(masks)

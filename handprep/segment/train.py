@@ -91,11 +91,20 @@ class TrainResult:
     stopped: str = ""
 
 
+def image_folders(images: str | Path | list) -> list[Path]:
+    """One image folder or several, as a list."""
+    return [Path(images)] if isinstance(images, (str, Path)) else [Path(f) for f in images]
+
+
+def input_folders(images: str | Path | list, masks: str | Path) -> dict[str, Path]:
+    """The folders a segmenter command reads, named for an output-overlap message."""
+    return {"mask folder": Path(masks), **{f"image folder {i + 1}": f for i, f in enumerate(image_folders(images))}}
+
+
 def image_files(images: str | Path | list) -> dict[str, Path]:
     """Images by stem from one folder or several; a stem found twice is an error (ambiguous pair)."""
-    folders = [images] if isinstance(images, (str, Path)) else list(images)
     files: dict[str, Path] = {}
-    for folder in folders:
+    for folder in image_folders(images):
         for path in list_images(folder):
             if path.stem in files:
                 raise TrainingDataError(f"image id {path.stem} is in both {files[path.stem]} and {path}; "
@@ -294,9 +303,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> TrainResult:
         raise ValueError(f"input_crop must be one of {', '.join(INPUT_CROPS)}, postprocess one of "
                          f"{', '.join(POSTPROCESSING)} and normalisation one of {', '.join(NORMALISATIONS)}")
     check_stride(config.tile_px, config.stride_px)
-    images = [config.images] if isinstance(config.images, (str, Path)) else list(config.images)
-    refuse_output_overlap(config.out, {"mask folder": config.masks,
-                                       **{f"image folder {i + 1}": f for i, f in enumerate(images)}})
+    refuse_output_overlap(config.out, input_folders(config.images, config.masks))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)

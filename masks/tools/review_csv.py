@@ -4,9 +4,9 @@
 
 Columns: id, source (rsna60 | rsna-raw), method, corrections, review_note, tags.
 Raw rows: only ids whose mask exists in masks/ (a recipe without a committed mask is work in
-progress). Tags: those recorded before the split (tools/tags_at_split.csv; for masks added with the v2
-split, the measured tags in tools/tags_v2_measured.csv, tags_v3_measured.csv and tags_v4_measured.csv) plus any the review added (``tags_add``
-in the recipe).
+progress). Tags: those recorded before the split (tools/tags_at_split.csv; for masks added with
+later splits, the measured tags in tools/tags_v2_measured.csv, tags_v3_measured.csv and
+tags_v4_measured.csv) plus any the review added (``tags_add`` in the recipe).
 """
 from __future__ import annotations
 
